@@ -1,0 +1,1 @@
+//! The otsrep command line: replicate, serve, status, verify, demo.

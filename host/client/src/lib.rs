@@ -1,0 +1,1 @@
+//! Async Tablestore client: table, row and tunnel APIs with signing and retries.

@@ -1,0 +1,1 @@
+//! The replication pipeline: config, table setup, tunnel consumption, batched writes, progress.

@@ -1,0 +1,1 @@
+//! WebAssembly processor sandbox: runs guest components under time and memory limits.

@@ -1,0 +1,1 @@
+//! Tunnel worker framework: heartbeats, channel state machine, read-ahead pipelines and checkpoints.

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The project's test command: set-up, formatting, lints, the guest components check, all tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+echo "== rustfmt"
+cargo fmt --all --check
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== guest components: rebuild from source and compare with the committed ones"
+cargo xtask check-guests
+echo "== tests"
+cargo test --workspace --locked

@@ -7,3 +7,5 @@
 //! - [`error`]: the service's error codes and which of them are retriable.
 
 pub mod model;
+pub mod crc8;
+pub mod plainbuffer;

@@ -1,11 +1,13 @@
 //! The Tablestore (OTS) wire protocol, shared by the client and the local server.
 //!
 //! - [`model`]: rows, primary keys, cell values and column operations as plain Rust values.
-//! - [`plainbuffer`]: the PlainBuffer row encoding with its CRC8 checksums.
+//! - [`plainbuffer`]: the PlainBuffer row encoding with its [`crc8`] checksums.
 //! - [`pb`]: the protobuf messages of the table, row and tunnel APIs.
 //! - [`auth`]: request signing and the `x-ots-*` headers.
 //! - [`error`]: the service's error codes and which of them are retriable.
 
-pub mod model;
+pub mod auth;
 pub mod crc8;
+pub mod error;
+pub mod model;
 pub mod plainbuffer;

@@ -129,7 +129,9 @@ pub enum PlainBufferError {
         remaining: usize,
     },
     /// A cell or row checksum that does not match the content.
-    #[error("PlainBuffer {what} checksum mismatch at offset {offset}: stored {stored:#04x}, computed {computed:#04x}")]
+    #[error(
+        "PlainBuffer {what} checksum mismatch at offset {offset}: stored {stored:#04x}, computed {computed:#04x}"
+    )]
     BadChecksum {
         /// `"cell"` or `"row"`.
         what: &'static str,
@@ -165,7 +167,9 @@ pub enum PlainBufferError {
         offset: usize,
     },
     /// A value's declared size disagrees with its type.
-    #[error("PlainBuffer value at offset {offset} declares {declared} byte(s) but its type needs {actual}")]
+    #[error(
+        "PlainBuffer value at offset {offset} declares {declared} byte(s) but its type needs {actual}"
+    )]
     ValueSizeMismatch {
         /// Where the value starts.
         offset: usize,
@@ -223,7 +227,10 @@ pub fn encode_primary_key(primary_key: &PrimaryKey) -> Vec<u8> {
 pub fn decode_primary_key(buf: &[u8]) -> Result<PrimaryKey, PlainBufferError> {
     let row = decode_single(buf, "primary key")?;
     if !row.cells.is_empty() || row.delete_marker {
-        return Err(shape("primary key", "row has attribute cells or a delete marker"));
+        return Err(shape(
+            "primary key",
+            "row has attribute cells or a delete marker",
+        ));
     }
     Ok(row.primary_key)
 }
@@ -268,7 +275,10 @@ pub fn decode_rows(buf: &[u8]) -> Result<Vec<Row>, PlainBufferError> {
 fn decode_single(buf: &[u8], expected: &'static str) -> Result<PlainRow, PlainBufferError> {
     let mut rows = decode(buf)?;
     if rows.len() != 1 {
-        return Err(shape(expected, format!("expected one row, found {}", rows.len())));
+        return Err(shape(
+            expected,
+            format!("expected one row, found {}", rows.len()),
+        ));
     }
     Ok(rows.remove(0))
 }
@@ -707,7 +717,10 @@ impl<'a> Reader<'a> {
         let len = self.length()?;
         Self::check_size(offset, declared, len as u32 + 5)?;
         let bytes = self.take(len)?;
-        Ok((bytes, crc_bytes(crc_u32(crc_u8(crc, vt), len as u32), bytes)))
+        Ok((
+            bytes,
+            crc_bytes(crc_u32(crc_u8(crc, vt), len as u32), bytes),
+        ))
     }
 
     fn utf8(bytes: &[u8], offset: usize) -> Result<String, PlainBufferError> {
@@ -721,7 +734,10 @@ impl<'a> Reader<'a> {
             VT_INTEGER => {
                 Self::check_size(offset, declared, 9)?;
                 let v = self.i64()?;
-                (PrimaryKeyValue::Integer(v), crc_u64(crc_u8(crc, vt), v as u64))
+                (
+                    PrimaryKeyValue::Integer(v),
+                    crc_u64(crc_u8(crc, vt), v as u64),
+                )
             }
             VT_STRING => {
                 let (bytes, crc) = self.sized(crc, vt, offset, declared)?;
@@ -764,7 +780,10 @@ impl<'a> Reader<'a> {
             VT_DOUBLE => {
                 Self::check_size(offset, declared, 9)?;
                 let bits = self.i64()? as u64;
-                Ok((Value::Double(f64::from_bits(bits)), crc_u64(crc_u8(crc, vt), bits)))
+                Ok((
+                    Value::Double(f64::from_bits(bits)),
+                    crc_u64(crc_u8(crc, vt), bits),
+                ))
             }
             VT_BOOLEAN => {
                 Self::check_size(offset, declared, 2)?;
@@ -989,7 +1008,11 @@ mod tests {
         bytes.push(0x42);
         assert!(matches!(
             decode(&bytes),
-            Err(PlainBufferError::UnexpectedTag { tag: 0x42, offset: 4, .. })
+            Err(PlainBufferError::UnexpectedTag {
+                tag: 0x42,
+                offset: 4,
+                ..
+            })
         ));
 
         let mut bytes = HEADER.to_le_bytes().to_vec();

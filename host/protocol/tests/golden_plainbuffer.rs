@@ -118,7 +118,12 @@ fn primary_keys_match_the_sdk_both_ways() {
         let pk = primary_key(&f["primary_key"]);
         let bytes = hex(f["hex"].as_str().unwrap());
         assert_eq!(plainbuffer::encode_primary_key(&pk), bytes, "{}", f["name"]);
-        assert_eq!(plainbuffer::decode_primary_key(&bytes).unwrap(), pk, "{}", f["name"]);
+        assert_eq!(
+            plainbuffer::decode_primary_key(&bytes).unwrap(),
+            pk,
+            "{}",
+            f["name"]
+        );
         seen += 1;
     }
     assert!(seen >= 6, "only {seen} primary key fixtures");
@@ -130,7 +135,12 @@ fn row_changes_match_the_sdk_both_ways() {
     for f in fixtures().iter().filter(|f| f["kind"] != "primary_key") {
         let (change, kind) = change(f);
         let bytes = hex(f["hex"].as_str().unwrap());
-        assert_eq!(plainbuffer::encode_row_change(&change), bytes, "{}", f["name"]);
+        assert_eq!(
+            plainbuffer::encode_row_change(&change),
+            bytes,
+            "{}",
+            f["name"]
+        );
         assert_eq!(
             plainbuffer::decode_row_change(&bytes, kind).unwrap(),
             change,
@@ -155,5 +165,8 @@ fn rows_with_timestamps_decode_as_read_rows() {
         versions,
         vec![Some(1_700_000_000_000), Some(1_600_000_000_000), Some(1)]
     );
-    assert_eq!(plainbuffer::encode_rows(&rows), hex(f["hex"].as_str().unwrap()));
+    assert_eq!(
+        plainbuffer::encode_rows(&rows),
+        hex(f["hex"].as_str().unwrap())
+    );
 }

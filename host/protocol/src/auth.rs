@@ -1,0 +1,325 @@
+//! Request signing and verification: the `x-ots-*` headers and their HMAC-SHA1 signature
+//! (the SDKs' default "V2" scheme), plus the response signature clients check.
+//!
+//! The string to sign for a request is `path "\n" "POST" "\n" query "\n" headers "\n"`, where
+//! `headers` is every `x-ots-*` header but the signature, lower-cased as `name:value`, sorted and
+//! joined by newlines. A response is signed over `headers "\n" path` and returned as
+//! `Authorization: OTS <access key id>:<signature>`.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+
+/// The API version every request declares.
+pub const API_VERSION: &str = "2015-12-31";
+/// Request header: request time, `%Y-%m-%dT%H:%M:%S.000Z`.
+pub const HEADER_DATE: &str = "x-ots-date";
+/// Request header: API version.
+pub const HEADER_API_VERSION: &str = "x-ots-apiversion";
+/// Request header: access key id.
+pub const HEADER_ACCESS_KEY_ID: &str = "x-ots-accesskeyid";
+/// Request header: instance name.
+pub const HEADER_INSTANCE_NAME: &str = "x-ots-instancename";
+/// Request and response header: base64 MD5 of the body.
+pub const HEADER_CONTENT_MD5: &str = "x-ots-contentmd5";
+/// Request header: the signature.
+pub const HEADER_SIGNATURE: &str = "x-ots-signature";
+/// Request header: STS security token.
+pub const HEADER_STS_TOKEN: &str = "x-ots-ststoken";
+/// Response header: request id.
+pub const HEADER_REQUEST_ID: &str = "x-ots-requestid";
+/// Response header: content type.
+pub const HEADER_CONTENT_TYPE: &str = "x-ots-contenttype";
+/// How far a request's date may be from the server's clock.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 15 * 60;
+
+const PREFIX: &str = "x-ots-";
+const DATE_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
+
+/// An access key pair, with an optional STS token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Access key secret.
+    pub access_key_secret: String,
+    /// STS security token, for temporary credentials.
+    pub security_token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("access_key_secret", &"<redacted>")
+            .field(
+                "security_token",
+                &self.security_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Why a request's authentication was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// A required header is absent.
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    /// The access key id is not configured.
+    #[error("unknown access key id {0:?}")]
+    UnknownAccessKey(String),
+    /// The signature does not match.
+    #[error("signature mismatch")]
+    SignatureMismatch,
+    /// The request date cannot be parsed.
+    #[error("invalid {HEADER_DATE} {0:?}")]
+    BadDate(String),
+    /// The request date is too far from the server clock.
+    #[error(
+        "request time {date} is {skew_secs} s from server time (limit {MAX_CLOCK_SKEW_SECS} s)"
+    )]
+    StaleDate {
+        /// The date header.
+        date: String,
+        /// Distance from the server clock in seconds.
+        skew_secs: i64,
+    },
+    /// The body does not match its declared MD5.
+    #[error("content MD5 mismatch")]
+    ContentMd5Mismatch,
+}
+
+/// Base64 of the MD5 of a body, as `x-ots-contentmd5` carries it.
+pub fn content_md5(body: &[u8]) -> String {
+    BASE64.encode(md5::compute(body).0)
+}
+
+/// Formats a time as `x-ots-date` carries it.
+pub fn format_date(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%S.000Z").to_string()
+}
+
+fn parse_date(date: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(date, DATE_FORMAT)
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+fn canonical_headers<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut items: Vec<String> = headers
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let k = k.to_ascii_lowercase();
+            (k.starts_with(PREFIX) && k != HEADER_SIGNATURE).then(|| format!("{k}:{}", v.trim()))
+        })
+        .collect();
+    items.sort();
+    items.join("\n")
+}
+
+fn hmac_sha1(key: &str, data: &str) -> String {
+    let mut mac = Hmac::<Sha1>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    mac.update(data.as_bytes());
+    BASE64.encode(mac.finalize().into_bytes())
+}
+
+/// The request signature over a path and its `x-ots-*` headers.
+pub fn request_signature<'a>(
+    path: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    secret: &str,
+) -> String {
+    let to_sign = format!("{path}\nPOST\n\n{}\n", canonical_headers(headers));
+    hmac_sha1(secret, &to_sign)
+}
+
+/// The response signature over a response's `x-ots-*` headers and the request path.
+pub fn response_signature<'a>(
+    path: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    secret: &str,
+) -> String {
+    let to_sign = format!("{}\n{path}", canonical_headers(headers));
+    hmac_sha1(secret, &to_sign)
+}
+
+/// The `Authorization` response header value: `OTS <access key id>:<signature>`.
+pub fn response_authorization<'a>(
+    path: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    credentials: &Credentials,
+) -> String {
+    format!(
+        "OTS {}:{}",
+        credentials.access_key_id,
+        response_signature(path, headers, &credentials.access_key_secret)
+    )
+}
+
+/// Every header a signed request carries, signature included.
+pub fn request_headers(
+    credentials: &Credentials,
+    instance_name: &str,
+    path: &str,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Vec<(&'static str, String)> {
+    let mut headers = vec![
+        (HEADER_DATE, format_date(now)),
+        (HEADER_API_VERSION, API_VERSION.to_owned()),
+        (HEADER_ACCESS_KEY_ID, credentials.access_key_id.clone()),
+        (HEADER_INSTANCE_NAME, instance_name.to_owned()),
+        (HEADER_CONTENT_MD5, content_md5(body)),
+    ];
+    if let Some(token) = &credentials.security_token {
+        headers.push((HEADER_STS_TOKEN, token.clone()));
+    }
+    let signature = request_signature(
+        path,
+        headers.iter().map(|(k, v)| (*k, v.as_str())),
+        &credentials.access_key_secret,
+    );
+    headers.push((HEADER_SIGNATURE, signature));
+    headers
+}
+
+/// What a verified request proved about its sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedRequest {
+    /// The access key that signed it.
+    pub access_key_id: String,
+    /// The instance it addressed.
+    pub instance_name: String,
+}
+
+/// Checks a request's headers, body digest, date and signature (server side). `secret_of`
+/// looks up the secret of an access key id; `headers` yields `(name, value)` pairs with names
+/// in any case.
+pub fn verify_request<'a>(
+    path: &str,
+    headers: &[(&'a str, &'a str)],
+    body: &[u8],
+    now: DateTime<Utc>,
+    secret_of: impl Fn(&str) -> Option<String>,
+) -> Result<VerifiedRequest, AuthError> {
+    let get = |name: &'static str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+            .ok_or(AuthError::MissingHeader(name))
+    };
+    let access_key_id = get(HEADER_ACCESS_KEY_ID)?;
+    let instance_name = get(HEADER_INSTANCE_NAME)?;
+    let date = get(HEADER_DATE)?;
+    let md5 = get(HEADER_CONTENT_MD5)?;
+    let signature = get(HEADER_SIGNATURE)?;
+    get(HEADER_API_VERSION)?;
+
+    let secret = secret_of(access_key_id)
+        .ok_or_else(|| AuthError::UnknownAccessKey(access_key_id.to_owned()))?;
+    let expected = request_signature(path, headers.iter().copied(), &secret);
+    if expected != signature {
+        return Err(AuthError::SignatureMismatch);
+    }
+    let sent = parse_date(date).ok_or_else(|| AuthError::BadDate(date.to_owned()))?;
+    let skew_secs = (now - sent).num_seconds().abs();
+    if skew_secs > MAX_CLOCK_SKEW_SECS {
+        return Err(AuthError::StaleDate {
+            date: date.to_owned(),
+            skew_secs,
+        });
+    }
+    if md5 != content_md5(body) {
+        return Err(AuthError::ContentMd5Mismatch);
+    }
+    Ok(VerifiedRequest {
+        access_key_id: access_key_id.to_owned(),
+        instance_name: instance_name.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds() -> Credentials {
+        Credentials {
+            access_key_id: "id".into(),
+            access_key_secret: "secret".into(),
+            security_token: None,
+        }
+    }
+
+    fn secrets(id: &str) -> Option<String> {
+        (id == "id").then(|| "secret".to_owned())
+    }
+
+    fn signed(body: &[u8], now: DateTime<Utc>) -> Vec<(&'static str, String)> {
+        request_headers(&creds(), "inst", "/PutRow", body, now)
+    }
+
+    fn verify(
+        headers: &[(&'static str, String)],
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<VerifiedRequest, AuthError> {
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        verify_request("/PutRow", &pairs, body, now, secrets)
+    }
+
+    #[test]
+    fn signed_requests_verify() {
+        let now = Utc::now();
+        let verified = verify(&signed(b"body", now), b"body", now).unwrap();
+        assert_eq!(verified.instance_name, "inst");
+        assert_eq!(verified.access_key_id, "id");
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let now = Utc::now();
+        let headers = signed(b"body", now);
+        assert_eq!(
+            verify(&headers, b"other", now),
+            Err(AuthError::ContentMd5Mismatch)
+        );
+        let mut wrong = headers.clone();
+        wrong[3].1 = "other-instance".into();
+        assert_eq!(
+            verify(&wrong, b"body", now),
+            Err(AuthError::SignatureMismatch)
+        );
+        let missing: Vec<_> = headers
+            .iter()
+            .filter(|(k, _)| *k != HEADER_SIGNATURE)
+            .cloned()
+            .collect();
+        assert_eq!(
+            verify(&missing, b"body", now),
+            Err(AuthError::MissingHeader(HEADER_SIGNATURE))
+        );
+    }
+
+    #[test]
+    fn stale_and_unknown_are_rejected() {
+        let now = Utc::now();
+        let old = now - chrono::Duration::minutes(16);
+        assert!(matches!(
+            verify(&signed(b"", old), b"", now),
+            Err(AuthError::StaleDate { .. })
+        ));
+        let other = Credentials {
+            access_key_id: "nobody".into(),
+            ..creds()
+        };
+        let headers = request_headers(&other, "inst", "/PutRow", b"", now);
+        assert_eq!(
+            verify(&headers, b"", now),
+            Err(AuthError::UnknownAccessKey("nobody".into()))
+        );
+    }
+}

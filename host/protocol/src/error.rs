@@ -1,0 +1,241 @@
+//! The service's error codes, their HTTP statuses, and which of them are worth retrying.
+
+/// When a failed request may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retriability {
+    /// The request did not take effect (throttling, conflicts): retry any request.
+    Always,
+    /// The outcome is unknown (timeouts, internal errors): retry only idempotent requests.
+    IfIdempotent,
+    /// The request is wrong or forbidden: retrying cannot help.
+    Never,
+}
+
+/// A Tablestore error code as carried in the protobuf `Error` body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Signature, access key or date check failed.
+    AuthFailed,
+    /// A request parameter is invalid.
+    ParameterInvalid,
+    /// The table or another object does not exist.
+    ObjectNotExist,
+    /// The table or another object already exists.
+    ObjectAlreadyExist,
+    /// A conditional write's expectation does not hold.
+    ConditionCheckFail,
+    /// The request exceeds a service limit.
+    OutOfRowSizeLimit,
+    /// A column value or name is too long.
+    OutOfColumnCountLimit,
+    /// The request is larger than allowed.
+    RequestTooLarge,
+    /// The request used an API the server does not know.
+    UnsupportOperation,
+    /// A quota is exhausted (retriable only for "Too frequent table operations.").
+    QuotaExhausted,
+    /// The server is overloaded.
+    ServerBusy,
+    /// A partition cannot serve right now.
+    PartitionUnavailable,
+    /// Another write to the same row is in progress.
+    RowOperationConflict,
+    /// Another table operation is in progress.
+    OperationConflict,
+    /// The table is not ready yet.
+    TableNotReady,
+    /// Reserved capacity is exhausted.
+    NotEnoughCapacityUnit,
+    /// Throttled.
+    OperationThrottled,
+    /// The request timed out on the server; it may or may not have taken effect.
+    Timeout,
+    /// An internal error; the request may or may not have taken effect.
+    InternalServerError,
+    /// The service is unavailable.
+    ServerUnavailable,
+    /// The request was not formed as the protocol requires.
+    InvalidPk,
+    /// A tunnel resource (client, channel version) is gone, e.g. after a heartbeat timeout.
+    ResourceGone,
+    /// The tunnel service cannot serve right now.
+    TunnelServerUnavailable,
+    /// A checkpoint's sequence number disagrees with the stored one.
+    SequenceNumberNotMatch,
+    /// The tunnel's log data has expired.
+    TunnelExpired,
+    /// The caller may not access this tunnel resource.
+    PermissionDenied,
+    /// A tunnel with this name already exists.
+    TunnelExist,
+}
+
+const TABLE: &[(ErrorCode, &str, u16, Retriability)] = {
+    use ErrorCode::*;
+    use Retriability::*;
+    &[
+        (AuthFailed, "OTSAuthFailed", 403, Never),
+        (ParameterInvalid, "OTSParameterInvalid", 400, Never),
+        (ObjectNotExist, "OTSObjectNotExist", 404, Never),
+        (ObjectAlreadyExist, "OTSObjectAlreadyExist", 409, Never),
+        (ConditionCheckFail, "OTSConditionCheckFail", 403, Never),
+        (OutOfRowSizeLimit, "OTSOutOfRowSizeLimit", 400, Never),
+        (
+            OutOfColumnCountLimit,
+            "OTSOutOfColumnCountLimit",
+            400,
+            Never,
+        ),
+        (RequestTooLarge, "OTSRequestBodyTooLarge", 413, Never),
+        (UnsupportOperation, "OTSUnsupportOperation", 400, Never),
+        (QuotaExhausted, "OTSQuotaExhausted", 403, Never),
+        (ServerBusy, "OTSServerBusy", 503, Always),
+        (PartitionUnavailable, "OTSPartitionUnavailable", 503, Always),
+        (RowOperationConflict, "OTSRowOperationConflict", 409, Always),
+        (OperationConflict, "OTSOperationConflict", 409, Always),
+        (TableNotReady, "OTSTableNotReady", 404, Always),
+        (
+            NotEnoughCapacityUnit,
+            "OTSNotEnoughCapacityUnit",
+            403,
+            Always,
+        ),
+        (OperationThrottled, "OTSOperationThrottled", 403, Always),
+        (Timeout, "OTSTimeout", 503, IfIdempotent),
+        (
+            InternalServerError,
+            "OTSInternalServerError",
+            500,
+            IfIdempotent,
+        ),
+        (ServerUnavailable, "OTSServerUnavailable", 503, IfIdempotent),
+        (InvalidPk, "OTSInvalidPK", 400, Never),
+        (ResourceGone, "OTSResourceGone", 410, Never),
+        (
+            TunnelServerUnavailable,
+            "OTSTunnelServerUnavailable",
+            503,
+            Always,
+        ),
+        (
+            SequenceNumberNotMatch,
+            "OTSSequenceNumberNotMatch",
+            400,
+            Never,
+        ),
+        (TunnelExpired, "OTSTunnelExpired", 410, Never),
+        (PermissionDenied, "OTSPermissionDenied", 403, Never),
+        (TunnelExist, "OTSTunnelExist", 409, Never),
+    ]
+};
+
+impl ErrorCode {
+    fn entry(self) -> &'static (ErrorCode, &'static str, u16, Retriability) {
+        TABLE
+            .iter()
+            .find(|e| e.0 == self)
+            .expect("every error code has a table entry")
+    }
+
+    /// The code as the service spells it, e.g. `"OTSServerBusy"`.
+    pub fn as_str(self) -> &'static str {
+        self.entry().1
+    }
+
+    /// The HTTP status the service answers with for this code.
+    pub fn http_status(self) -> u16 {
+        self.entry().2
+    }
+
+    /// Parses a code as the service spells it.
+    pub fn parse(code: &str) -> Option<Self> {
+        TABLE.iter().find(|e| e.1 == code).map(|e| e.0)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Classifies an error answer (code, message, HTTP status) the way the official SDKs' default
+/// retry policy does. Unknown codes with a 5xx status count as "outcome unknown".
+pub fn retriability(code: &str, message: &str, http_status: u16) -> Retriability {
+    match ErrorCode::parse(code) {
+        Some(ErrorCode::QuotaExhausted) if message == "Too frequent table operations." => {
+            Retriability::Always
+        }
+        Some(known) => known.entry().3,
+        None if matches!(http_status, 500 | 502 | 503) => Retriability::IfIdempotent,
+        None => Retriability::Never,
+    }
+}
+
+/// Whether the error means the server is shedding load (the SDKs back off longer for these).
+pub fn is_throttling(code: &str, message: &str) -> bool {
+    matches!(
+        ErrorCode::parse(code),
+        Some(
+            ErrorCode::ServerBusy
+                | ErrorCode::NotEnoughCapacityUnit
+                | ErrorCode::OperationThrottled
+        )
+    ) || (code == "OTSQuotaExhausted" && message == "Too frequent table operations.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_roundtrip_through_their_spelling() {
+        for (code, name, _, _) in TABLE {
+            assert_eq!(ErrorCode::parse(name), Some(*code));
+            assert_eq!(code.as_str(), *name);
+        }
+        assert_eq!(ErrorCode::parse("OTSNoSuchThing"), None);
+    }
+
+    #[test]
+    fn retriability_follows_the_sdk_policy() {
+        assert_eq!(retriability("OTSServerBusy", "", 503), Retriability::Always);
+        assert_eq!(
+            retriability("OTSRowOperationConflict", "", 409),
+            Retriability::Always
+        );
+        assert_eq!(
+            retriability("OTSTimeout", "", 503),
+            Retriability::IfIdempotent
+        );
+        assert_eq!(
+            retriability("OTSInternalServerError", "", 500),
+            Retriability::IfIdempotent
+        );
+        assert_eq!(
+            retriability("OTSParameterInvalid", "", 400),
+            Retriability::Never
+        );
+        assert_eq!(retriability("OTSAuthFailed", "", 403), Retriability::Never);
+        assert_eq!(
+            retriability("OTSQuotaExhausted", "Too frequent table operations.", 403),
+            Retriability::Always
+        );
+        assert_eq!(
+            retriability("OTSQuotaExhausted", "Other quota.", 403),
+            Retriability::Never
+        );
+        assert_eq!(retriability("Unknown", "", 502), Retriability::IfIdempotent);
+        assert_eq!(retriability("Unknown", "", 400), Retriability::Never);
+    }
+
+    #[test]
+    fn throttling_is_recognised() {
+        assert!(is_throttling("OTSServerBusy", ""));
+        assert!(is_throttling(
+            "OTSQuotaExhausted",
+            "Too frequent table operations."
+        ));
+        assert!(!is_throttling("OTSTimeout", ""));
+    }
+}

@@ -10,4 +10,5 @@ pub mod auth;
 pub mod crc8;
 pub mod error;
 pub mod model;
+pub mod pb;
 pub mod plainbuffer;

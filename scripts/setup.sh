@@ -4,8 +4,9 @@
 set -euo pipefail
 
 need_apt=()
-# Guest builds: Debian's newer Rust with the std source, and its linker (see docs/guests.md).
-for pkg in rustc-web cargo-web rust-web-src lld-22; do
+# Guest builds: Debian's newer Rust with the std source and its linker (see docs/guests.md);
+# OpenSSL headers for the HTTPS client.
+for pkg in rustc-web cargo-web rust-web-src lld-22 pkg-config libssl-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -1,0 +1,273 @@
+//! The client against a scripted in-process HTTP responder: signing, response checks, error
+//! decoding, retries, and batch writes that resend only the failed rows.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ots_client::rows::ReadOptions;
+use ots_client::{Client, ClientConfig, ClientError, RetryPolicy};
+use ots_protocol::auth::{self, Credentials};
+use ots_protocol::model::{Cell, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value};
+use ots_protocol::pb::table::*;
+use ots_protocol::plainbuffer;
+use prost::Message;
+
+fn credentials() -> Credentials {
+    Credentials {
+        access_key_id: "ak".into(),
+        access_key_secret: "sk".into(),
+        security_token: None,
+    }
+}
+
+/// What the responder saw and what it answers next.
+#[derive(Default)]
+struct Script {
+    /// Bodies received, per path, in order.
+    requests: Vec<(String, Vec<u8>)>,
+    /// Answers to give, consumed front to back: (status, body). Empty: 200 with empty body.
+    answers: Vec<(u16, Vec<u8>)>,
+    /// Break the body digest of successful answers.
+    corrupt_md5: bool,
+}
+
+type Shared = Arc<Mutex<Script>>;
+
+async fn handle(state: Shared, path: String, headers: HeaderMap, body: Bytes) -> Response {
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+        .collect();
+    let verified = auth::verify_request(&path, &pairs, &body, chrono::Utc::now(), |id| {
+        (id == "ak").then(|| "sk".to_owned())
+    });
+    let (status, answer, corrupt) = {
+        let mut script = state.lock().unwrap();
+        script.requests.push((path.clone(), body.to_vec()));
+        let (status, answer) = if script.answers.is_empty() {
+            (200, Vec::new())
+        } else {
+            script.answers.remove(0)
+        };
+        (status, answer, script.corrupt_md5)
+    };
+    if let Err(e) = verified {
+        let body = Error {
+            code: "OTSAuthFailed".into(),
+            message: Some(e.to_string()),
+        }
+        .encode_to_vec();
+        return (StatusCode::FORBIDDEN, body).into_response();
+    }
+    let md5 = if corrupt {
+        auth::content_md5(b"something else")
+    } else {
+        auth::content_md5(&answer)
+    };
+    let mut response_headers = vec![
+        (auth::HEADER_CONTENT_MD5, md5),
+        (auth::HEADER_REQUEST_ID, "req-1".to_owned()),
+        (auth::HEADER_DATE, auth::format_date(chrono::Utc::now())),
+        (auth::HEADER_CONTENT_TYPE, "protocol buffer".to_owned()),
+    ];
+    let authorization = auth::response_authorization(
+        &path,
+        response_headers.iter().map(|(k, v)| (*k, v.as_str())),
+        &credentials(),
+    );
+    response_headers.push(("authorization", authorization));
+    let mut response = (StatusCode::from_u16(status).unwrap(), answer).into_response();
+    for (k, v) in response_headers {
+        response.headers_mut().insert(k, v.parse().unwrap());
+    }
+    response
+}
+
+async fn start(script: Script) -> (Client, Shared) {
+    let state: Shared = Arc::new(Mutex::new(script));
+    let app = axum::Router::new().fallback({
+        let state = state.clone();
+        move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            handle(state.clone(), uri.path().to_owned(), headers, body)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut config = ClientConfig::new(format!("http://{addr}"), "inst", credentials());
+    config.retry = RetryPolicy {
+        base: Duration::from_millis(1),
+        throttled_base: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        max_retries: 5,
+    };
+    (Client::new(config).unwrap(), state)
+}
+
+fn error_body(code: &str) -> Vec<u8> {
+    Error {
+        code: code.into(),
+        message: Some(format!("{code} from the test")),
+    }
+    .encode_to_vec()
+}
+
+fn key(i: i64) -> PrimaryKey {
+    PrimaryKey(vec![PrimaryKeyColumn {
+        name: "id".into(),
+        value: PrimaryKeyValue::Integer(i),
+    }])
+}
+
+fn put(i: i64) -> RowChange {
+    RowChange::Put {
+        primary_key: key(i),
+        cells: vec![Cell {
+            name: "v".into(),
+            value: Value::Integer(i),
+            timestamp: Some(1000),
+        }],
+    }
+}
+
+#[tokio::test]
+async fn signed_request_and_verified_response() {
+    let answer = ListTableResponse {
+        table_names: vec!["a".into(), "b".into()],
+    };
+    let (client, state) = start(Script {
+        answers: vec![(200, answer.encode_to_vec())],
+        ..Script::default()
+    })
+    .await;
+    assert_eq!(client.list_table().await.unwrap(), vec!["a", "b"]);
+    assert_eq!(state.lock().unwrap().requests[0].0, "/ListTable");
+}
+
+#[tokio::test]
+async fn wrong_secret_is_rejected_with_the_service_error() {
+    let (client, _) = start(Script::default()).await;
+    let mut config = client.config().clone();
+    config.credentials.access_key_secret = "wrong".into();
+    let err = Client::new(config).unwrap().list_table().await.unwrap_err();
+    assert_eq!(err.code(), Some("OTSAuthFailed"), "{err}");
+}
+
+#[tokio::test]
+async fn corrupted_answer_is_detected() {
+    let (client, _) = start(Script {
+        corrupt_md5: true,
+        ..Script::default()
+    })
+    .await;
+    let err = client.list_table().await.unwrap_err();
+    assert!(matches!(err, ClientError::InvalidResponse(_)), "{err}");
+}
+
+#[tokio::test]
+async fn retriable_errors_are_retried_and_others_are_not() {
+    let answer = ListTableResponse {
+        table_names: vec!["t".into()],
+    };
+    let (client, state) = start(Script {
+        answers: vec![
+            (503, error_body("OTSServerBusy")),
+            (500, error_body("OTSInternalServerError")),
+            (200, answer.encode_to_vec()),
+        ],
+        ..Script::default()
+    })
+    .await;
+    assert_eq!(client.list_table().await.unwrap(), vec!["t"]);
+    assert_eq!(state.lock().unwrap().requests.len(), 3);
+
+    // A write whose outcome is unknown is not resent by the generic transport.
+    state.lock().unwrap().answers = vec![(500, error_body("OTSInternalServerError"))];
+    let err = client
+        .write_row("t", &put(1), Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("OTSInternalServerError"));
+    assert_eq!(state.lock().unwrap().requests.len(), 4);
+
+    state.lock().unwrap().answers = vec![(400, error_body("OTSParameterInvalid"))];
+    let err = client
+        .get_row("t", &key(1), &ReadOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("OTSParameterInvalid"));
+    assert_eq!(state.lock().unwrap().requests.len(), 5);
+}
+
+fn batch_answer(ok: &[bool]) -> Vec<u8> {
+    BatchWriteRowResponse {
+        tables: vec![TableInBatchWriteRowResponse {
+            table_name: "t".into(),
+            rows: ok
+                .iter()
+                .map(|&ok| RowInBatchWriteRowResponse {
+                    is_ok: ok,
+                    error: (!ok).then(|| Error {
+                        code: "OTSServerBusy".into(),
+                        message: None,
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[tokio::test]
+async fn batch_write_resends_only_failed_rows() {
+    let (client, state) = start(Script {
+        answers: vec![
+            (200, batch_answer(&[true, false, true, false])),
+            (200, batch_answer(&[true, false])),
+            (200, batch_answer(&[true])),
+        ],
+        ..Script::default()
+    })
+    .await;
+    let changes: Vec<_> = (0..4).map(put).collect();
+    let outcomes = client
+        .write_rows_with_retry("t", &changes, true)
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(Result::is_ok));
+
+    let requests = state.lock().unwrap().requests.clone();
+    let sent: Vec<Vec<RowChange>> = requests
+        .iter()
+        .map(|(_, body)| {
+            BatchWriteRowRequest::decode(body.as_slice())
+                .unwrap()
+                .tables[0]
+                .rows
+                .iter()
+                .map(|r| {
+                    plainbuffer::decode_row_change(&r.row_change, plainbuffer::RowChangeKind::Put)
+                        .unwrap()
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![changes.clone(), vec![put(1), put(3)], vec![put(3)]]
+    );
+}
+
+#[tokio::test]
+async fn batch_size_limits_are_checked_before_sending() {
+    let (client, state) = start(Script::default()).await;
+    let changes: Vec<_> = (0..201).map(put).collect();
+    let err = client.batch_write_row("t", &changes).await.unwrap_err();
+    assert!(err.to_string().contains("1 to 200 rows, got 201"), "{err}");
+    assert!(client.batch_write_row("t", &[]).await.is_err());
+    assert!(state.lock().unwrap().requests.is_empty());
+}

@@ -1,14 +1,16 @@
-//! Async Tablestore client: table and row APIs over the real wire
+//! Async Tablestore client: table, row and tunnel APIs over the real wire
 //! protocol, with request signing, response checks and retries.
 //!
 //! [`Client::call`] is the one transport every API goes through: it signs the protobuf body,
 //! POSTs it, checks the response's digest and signature, decodes the service's error body and
-//! retries what the retry policy allows. The typed methods in [`rows`] and [`tables`] wrap it.
+//! retries what the retry policy allows. The typed methods in [`rows`], [`tables`] and [`tunnel`]
+//! wrap it.
 
 mod error;
 pub mod retry;
 pub mod rows;
 pub mod tables;
+pub mod tunnel;
 
 use std::sync::Arc;
 use std::time::Duration;

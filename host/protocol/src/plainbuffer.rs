@@ -27,6 +27,13 @@ const TAG_CELL_TIMESTAMP: u8 = 0x07;
 const TAG_DELETE_ROW_MARKER: u8 = 0x08;
 const TAG_ROW_CHECKSUM: u8 = 0x09;
 const TAG_CELL_CHECKSUM: u8 = 0x0A;
+const TAG_EXTENSION: u8 = 0x0B;
+const TAG_SEQ_INFO: u8 = 0x0C;
+const TAG_SEQ_INFO_EPOCH: u8 = 0x0D;
+const TAG_SEQ_INFO_TS: u8 = 0x0E;
+const TAG_SEQ_INFO_ROW_INDEX: u8 = 0x0F;
+/// Bytes of a sequence-info body: epoch, timestamp and row index, each with its tag.
+const SEQ_INFO_LEN: u32 = 1 + 4 + 1 + 8 + 1 + 4;
 
 const VT_INTEGER: u8 = 0x00;
 const VT_DOUBLE: u8 = 0x01;
@@ -80,6 +87,17 @@ pub struct PlainCell {
     pub timestamp: Option<i64>,
 }
 
+/// Where a stream record sits in its partition's log (the row extension of tunnel records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SequenceInfo {
+    /// Log epoch.
+    pub epoch: i32,
+    /// Commit time of the write, in microseconds since the epoch.
+    pub timestamp: i64,
+    /// Index of the row within its write.
+    pub row_index: i32,
+}
+
 /// One encoded row, exactly as it appears on the wire.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PlainRow {
@@ -89,6 +107,8 @@ pub struct PlainRow {
     pub cells: Vec<PlainCell>,
     /// Whether the row carries the delete-row marker.
     pub delete_marker: bool,
+    /// Sequence info of a stream record (not covered by the row checksum).
+    pub sequence_info: Option<SequenceInfo>,
 }
 
 /// Why a PlainBuffer could not be decoded or a decoded row does not fit the expected shape.
@@ -305,6 +325,7 @@ impl From<&Row> for PlainRow {
                 })
                 .collect(),
             delete_marker: false,
+            sequence_info: None,
         }
     }
 }
@@ -323,11 +344,13 @@ impl From<&RowChange> for PlainRow {
                 primary_key: primary_key.clone(),
                 cells: updates.iter().map(update_cell).collect(),
                 delete_marker: false,
+                sequence_info: None,
             },
             RowChange::Delete { primary_key } => PlainRow {
                 primary_key: primary_key.clone(),
                 cells: Vec::new(),
                 delete_marker: true,
+                sequence_info: None,
             },
         }
     }
@@ -462,6 +485,19 @@ impl Writer {
         }
         if row.delete_marker {
             self.buf.push(TAG_DELETE_ROW_MARKER);
+        }
+        if let Some(seq) = row.sequence_info {
+            self.buf.push(TAG_EXTENSION);
+            self.buf
+                .extend_from_slice(&(1 + 4 + SEQ_INFO_LEN).to_le_bytes());
+            self.buf.push(TAG_SEQ_INFO);
+            self.buf.extend_from_slice(&SEQ_INFO_LEN.to_le_bytes());
+            self.buf.push(TAG_SEQ_INFO_EPOCH);
+            self.buf.extend_from_slice(&seq.epoch.to_le_bytes());
+            self.buf.push(TAG_SEQ_INFO_TS);
+            self.buf.extend_from_slice(&seq.timestamp.to_le_bytes());
+            self.buf.push(TAG_SEQ_INFO_ROW_INDEX);
+            self.buf.extend_from_slice(&seq.row_index.to_le_bytes());
         }
         row_crc = crc_u8(row_crc, u8::from(row.delete_marker));
         self.buf.push(TAG_ROW_CHECKSUM);
@@ -656,10 +692,31 @@ impl<'a> Reader<'a> {
             self.pos += 1;
             row.delete_marker = true;
         }
+        if self.peek() == Some(TAG_EXTENSION) {
+            self.pos += 1;
+            row.sequence_info = Some(self.extension()?);
+        }
         row_crc = crc_u8(row_crc, u8::from(row.delete_marker));
         self.expect_tag(TAG_ROW_CHECKSUM, "row checksum tag")?;
         self.checksum("row", row_crc)?;
         Ok(row)
+    }
+
+    fn extension(&mut self) -> Result<SequenceInfo, PlainBufferError> {
+        self.length()?;
+        self.expect_tag(TAG_SEQ_INFO, "sequence info tag")?;
+        self.length()?;
+        self.expect_tag(TAG_SEQ_INFO_EPOCH, "sequence epoch tag")?;
+        let epoch = self.u32()? as i32;
+        self.expect_tag(TAG_SEQ_INFO_TS, "sequence timestamp tag")?;
+        let timestamp = self.i64()?;
+        self.expect_tag(TAG_SEQ_INFO_ROW_INDEX, "sequence row index tag")?;
+        let row_index = self.u32()? as i32;
+        Ok(SequenceInfo {
+            epoch,
+            timestamp,
+            row_index,
+        })
     }
 
     fn checksum(&mut self, what: &'static str, computed: u8) -> Result<(), PlainBufferError> {
@@ -933,6 +990,27 @@ mod tests {
             let bytes = encode_row_change(&change);
             assert_eq!(decode_row_change(&bytes, kind).unwrap(), change);
         }
+    }
+
+    #[test]
+    fn stream_records_carry_sequence_info_outside_the_checksum() {
+        let (change, kind) = every_change().swap_remove(1);
+        let mut row = PlainRow::from(&change);
+        let plain = encode(std::slice::from_ref(&row));
+        row.sequence_info = Some(SequenceInfo {
+            epoch: 3,
+            timestamp: 1_700_000_000_000_123,
+            row_index: 7,
+        });
+        let with_seq = encode(std::slice::from_ref(&row));
+        assert_eq!(
+            plain.last(),
+            with_seq.last(),
+            "row checksum must not cover the extension"
+        );
+        let decoded = decode(&with_seq).unwrap().remove(0);
+        assert_eq!(decoded, row);
+        assert_eq!(decoded.into_row_change(kind).unwrap(), change);
     }
 
     #[test]

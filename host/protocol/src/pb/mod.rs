@@ -3,3 +3,4 @@
 //! definitions (`com.aliyun.tablestore.protocol` and the tunnel service).
 
 pub mod table;
+pub mod tunnel;

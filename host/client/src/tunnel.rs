@@ -1,0 +1,280 @@
+//! Tunnel Service calls: tunnel management, the client/channel protocol, and record reads
+//! decoded into row changes.
+
+use ots_protocol::model::RowChange;
+use ots_protocol::pb::tunnel::*;
+use ots_protocol::plainbuffer::{self, RowChangeKind, SequenceInfo};
+
+use crate::{Client, ClientError};
+
+/// One record read from a channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TunnelRecord {
+    /// The row change, with the cell operations and timestamps of the source write.
+    pub change: RowChange,
+    /// Position in the partition's log (stream records only).
+    pub sequence_info: Option<SequenceInfo>,
+}
+
+/// A page of records from [`Client::read_records`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordPage {
+    /// Records in log order.
+    pub records: Vec<TunnelRecord>,
+    /// The token to read from next; [`FINISH_TAG`] once the channel is exhausted.
+    pub next_token: String,
+    /// Whether the server suggests reading again at once.
+    pub may_more_record: bool,
+}
+
+impl RecordPage {
+    /// Whether the channel has no more records ever.
+    pub fn is_finished(&self) -> bool {
+        self.next_token == FINISH_TAG
+    }
+}
+
+/// Decodes one tunnel record into a row change.
+pub fn decode_record(record: &Record) -> Result<TunnelRecord, ClientError> {
+    let kind = match ActionType::try_from(record.action_type) {
+        Ok(ActionType::PutRow) => RowChangeKind::Put,
+        Ok(ActionType::UpdateRow) => RowChangeKind::Update,
+        Ok(ActionType::DeleteRow) => RowChangeKind::Delete,
+        Err(_) => {
+            return Err(ClientError::InvalidResponse(format!(
+                "record with unknown action type {}",
+                record.action_type
+            )));
+        }
+    };
+    let mut rows = plainbuffer::decode(&record.record)?;
+    if rows.len() != 1 {
+        return Err(ClientError::InvalidResponse(format!(
+            "a record holds {} rows, expected 1",
+            rows.len()
+        )));
+    }
+    let row = rows.remove(0);
+    let sequence_info = row.sequence_info;
+    Ok(TunnelRecord {
+        change: row.into_row_change(kind)?,
+        sequence_info,
+    })
+}
+
+impl Client {
+    /// Creates a tunnel; returns its id.
+    pub async fn create_tunnel(
+        &self,
+        table: &str,
+        tunnel_name: &str,
+        tunnel_type: TunnelType,
+    ) -> Result<String, ClientError> {
+        let request = CreateTunnelRequest {
+            tunnel: Tunnel {
+                table_name: table.to_owned(),
+                tunnel_name: tunnel_name.to_owned(),
+                tunnel_type: tunnel_type as i32,
+                stream_tunnel_config: None,
+            },
+        };
+        let response: CreateTunnelResponse =
+            self.call(paths::CREATE_TUNNEL, &request, false).await?;
+        Ok(response.tunnel_id)
+    }
+
+    /// Lists the tunnels of a table (or of the instance).
+    pub async fn list_tunnel(&self, table: Option<&str>) -> Result<Vec<TunnelInfo>, ClientError> {
+        let request = ListTunnelRequest {
+            table_name: table.map(str::to_owned),
+        };
+        let response: ListTunnelResponse = self.call(paths::LIST_TUNNEL, &request, true).await?;
+        Ok(response.tunnels)
+    }
+
+    /// Describes a tunnel: stage, channels and consume points.
+    pub async fn describe_tunnel(
+        &self,
+        table: &str,
+        tunnel_name: &str,
+    ) -> Result<DescribeTunnelResponse, ClientError> {
+        let request = DescribeTunnelRequest {
+            table_name: table.to_owned(),
+            tunnel_name: tunnel_name.to_owned(),
+            tunnel_id: None,
+        };
+        self.call(paths::DESCRIBE_TUNNEL, &request, true).await
+    }
+
+    /// Deletes a tunnel.
+    pub async fn delete_tunnel(&self, table: &str, tunnel_name: &str) -> Result<(), ClientError> {
+        let request = DeleteTunnelRequest {
+            table_name: table.to_owned(),
+            tunnel_name: tunnel_name.to_owned(),
+            tunnel_id: None,
+        };
+        self.call::<_, DeleteTunnelResponse>(paths::DELETE_TUNNEL, &request, false)
+            .await
+            .map(drop)
+    }
+
+    /// Registers a worker with a tunnel; returns its client id.
+    pub async fn connect_tunnel(
+        &self,
+        tunnel_id: &str,
+        heartbeat_timeout_secs: i64,
+        client_tag: &str,
+    ) -> Result<String, ClientError> {
+        let request = ConnectRequest {
+            tunnel_id: tunnel_id.to_owned(),
+            client_config: Some(ClientConfig {
+                timeout: Some(heartbeat_timeout_secs),
+                client_tag: Some(client_tag.to_owned()),
+            }),
+        };
+        let response: ConnectResponse = self.call(paths::CONNECT, &request, false).await?;
+        Ok(response.client_id)
+    }
+
+    /// Reports the worker's channel states; returns the channels the server assigns.
+    pub async fn heartbeat(
+        &self,
+        tunnel_id: &str,
+        client_id: &str,
+        channels: Vec<Channel>,
+    ) -> Result<Vec<Channel>, ClientError> {
+        let request = HeartbeatRequest {
+            tunnel_id: tunnel_id.to_owned(),
+            client_id: client_id.to_owned(),
+            channels,
+        };
+        let response: HeartbeatResponse = self.call(paths::HEARTBEAT, &request, false).await?;
+        Ok(response.channels)
+    }
+
+    /// Unregisters a worker, releasing its channels.
+    pub async fn shutdown_tunnel_client(
+        &self,
+        tunnel_id: &str,
+        client_id: &str,
+    ) -> Result<(), ClientError> {
+        let request = ShutdownRequest {
+            tunnel_id: tunnel_id.to_owned(),
+            client_id: client_id.to_owned(),
+        };
+        self.call::<_, ShutdownResponse>(paths::SHUTDOWN, &request, false)
+            .await
+            .map(drop)
+    }
+
+    /// The stored checkpoint (token and sequence number) of a channel.
+    pub async fn get_checkpoint(
+        &self,
+        tunnel_id: &str,
+        client_id: &str,
+        channel_id: &str,
+    ) -> Result<GetCheckpointResponse, ClientError> {
+        let request = GetCheckpointRequest {
+            tunnel_id: tunnel_id.to_owned(),
+            client_id: client_id.to_owned(),
+            channel_id: channel_id.to_owned(),
+        };
+        self.call(paths::GET_CHECKPOINT, &request, true).await
+    }
+
+    /// Stores a channel's checkpoint.
+    pub async fn checkpoint(
+        &self,
+        tunnel_id: &str,
+        client_id: &str,
+        channel_id: &str,
+        token: &str,
+        sequence_number: i64,
+    ) -> Result<(), ClientError> {
+        let request = CheckpointRequest {
+            tunnel_id: tunnel_id.to_owned(),
+            client_id: client_id.to_owned(),
+            channel_id: channel_id.to_owned(),
+            checkpoint: token.to_owned(),
+            sequence_number,
+        };
+        self.call::<_, CheckpointResponse>(paths::CHECKPOINT, &request, false)
+            .await
+            .map(drop)
+    }
+
+    /// Reads the records of a channel from a token.
+    pub async fn read_records(
+        &self,
+        tunnel_id: &str,
+        client_id: &str,
+        channel_id: &str,
+        token: &str,
+    ) -> Result<RecordPage, ClientError> {
+        let request = ReadRecordsRequest {
+            tunnel_id: tunnel_id.to_owned(),
+            client_id: client_id.to_owned(),
+            channel_id: channel_id.to_owned(),
+            token: token.to_owned(),
+        };
+        let response: ReadRecordsResponse = self.call(paths::READ_RECORDS, &request, true).await?;
+        Ok(RecordPage {
+            records: response
+                .records
+                .iter()
+                .map(decode_record)
+                .collect::<Result<_, _>>()?,
+            next_token: response.next_token,
+            may_more_record: response.may_more_record.unwrap_or(false),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ots_protocol::model::{
+        ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue,
+    };
+    use ots_protocol::plainbuffer::PlainRow;
+
+    #[test]
+    fn records_decode_into_row_changes_with_sequence_info() {
+        let change = RowChange::Update {
+            primary_key: PrimaryKey(vec![PrimaryKeyColumn {
+                name: "id".into(),
+                value: PrimaryKeyValue::String("k".into()),
+            }]),
+            updates: vec![ColumnUpdate {
+                name: "c".into(),
+                op: ColumnOp::DeleteOneVersion { timestamp: 9 },
+            }],
+        };
+        let seq = SequenceInfo {
+            epoch: 1,
+            timestamp: 2,
+            row_index: 3,
+        };
+        let mut row = PlainRow::from(&change);
+        row.sequence_info = Some(seq);
+        let record = Record {
+            action_type: ActionType::UpdateRow as i32,
+            record: plainbuffer::encode(&[row]),
+            origin_record: None,
+        };
+        let decoded = decode_record(&record).unwrap();
+        assert_eq!(decoded.change, change);
+        assert_eq!(decoded.sequence_info, Some(seq));
+
+        let bad = Record {
+            action_type: 99,
+            ..record
+        };
+        assert!(
+            decode_record(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown action type 99")
+        );
+    }
+}

@@ -1,0 +1,320 @@
+//! Messages of the Tunnel Service. Calls are POSTed to the paths in [`paths`] with the same
+//! signing as the table APIs; records travel as PlainBuffer rows inside [`Record`].
+#![allow(missing_docs)]
+
+/// The HTTP path of each tunnel call.
+pub mod paths {
+    pub const CREATE_TUNNEL: &str = "/tunnel/create";
+    pub const DELETE_TUNNEL: &str = "/tunnel/delete";
+    pub const LIST_TUNNEL: &str = "/tunnel/list";
+    pub const DESCRIBE_TUNNEL: &str = "/tunnel/describe";
+    pub const CONNECT: &str = "/tunnel/connect";
+    pub const HEARTBEAT: &str = "/tunnel/heartbeat";
+    pub const SHUTDOWN: &str = "/tunnel/shutdown";
+    pub const GET_CHECKPOINT: &str = "/tunnel/getcheckpoint";
+    pub const READ_RECORDS: &str = "/tunnel/readrecords";
+    pub const CHECKPOINT: &str = "/tunnel/checkpoint";
+}
+
+/// The token that marks a channel as fully consumed.
+pub const FINISH_TAG: &str = "finished";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum TunnelType {
+    BaseData = 1,
+    Stream = 2,
+    BaseAndStream = 3,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ChannelStatus {
+    Open = 1,
+    Closing = 2,
+    Close = 3,
+    Terminated = 4,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ActionType {
+    PutRow = 1,
+    UpdateRow = 2,
+    DeleteRow = 3,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum StartOffsetFlag {
+    Latest = 0,
+    Earliest = 1,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Error {
+    #[prost(string, required, tag = "1")]
+    pub code: String,
+    #[prost(string, optional, tag = "2")]
+    pub message: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub tunnel_id: Option<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StreamTunnelConfig {
+    #[prost(enumeration = "StartOffsetFlag", optional, tag = "1")]
+    pub flag: Option<i32>,
+    #[prost(uint64, optional, tag = "2")]
+    pub start_offset: Option<u64>,
+    #[prost(uint64, optional, tag = "3")]
+    pub end_offset: Option<u64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Tunnel {
+    #[prost(string, required, tag = "1")]
+    pub table_name: String,
+    #[prost(string, required, tag = "3")]
+    pub tunnel_name: String,
+    #[prost(enumeration = "TunnelType", required, tag = "4")]
+    pub tunnel_type: i32,
+    #[prost(message, optional, tag = "5")]
+    pub stream_tunnel_config: Option<StreamTunnelConfig>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CreateTunnelRequest {
+    #[prost(message, required, tag = "1")]
+    pub tunnel: Tunnel,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CreateTunnelResponse {
+    #[prost(string, required, tag = "1")]
+    pub tunnel_id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeleteTunnelRequest {
+    #[prost(string, required, tag = "1")]
+    pub table_name: String,
+    #[prost(string, required, tag = "2")]
+    pub tunnel_name: String,
+    #[prost(string, optional, tag = "3")]
+    pub tunnel_id: Option<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeleteTunnelResponse {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListTunnelRequest {
+    #[prost(string, optional, tag = "1")]
+    pub table_name: Option<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TunnelInfo {
+    #[prost(string, required, tag = "1")]
+    pub tunnel_id: String,
+    /// "BaseData", "Stream" or "BaseAndStream".
+    #[prost(string, required, tag = "2")]
+    pub tunnel_type: String,
+    #[prost(string, required, tag = "3")]
+    pub table_name: String,
+    #[prost(string, required, tag = "4")]
+    pub instance_name: String,
+    #[prost(string, required, tag = "5")]
+    pub stream_id: String,
+    /// e.g. "InitBaseDataAndStreamShard", "ProcessBaseData", "ProcessStream".
+    #[prost(string, required, tag = "6")]
+    pub stage: String,
+    #[prost(bool, optional, tag = "7")]
+    pub expired: Option<bool>,
+    #[prost(string, optional, tag = "8")]
+    pub tunnel_name: Option<String>,
+    #[prost(bool, optional, tag = "9")]
+    pub public: Option<bool>,
+    #[prost(message, optional, tag = "10")]
+    pub stream_tunnel_config: Option<StreamTunnelConfig>,
+    #[prost(int64, optional, tag = "11")]
+    pub create_time: Option<i64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListTunnelResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub tunnels: Vec<TunnelInfo>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DescribeTunnelRequest {
+    #[prost(string, required, tag = "1")]
+    pub table_name: String,
+    #[prost(string, required, tag = "2")]
+    pub tunnel_name: String,
+    #[prost(string, optional, tag = "3")]
+    pub tunnel_id: Option<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ChannelInfo {
+    #[prost(string, required, tag = "1")]
+    pub channel_id: String,
+    /// "BaseData" or "Stream".
+    #[prost(string, optional, tag = "2")]
+    pub channel_type: Option<String>,
+    /// "OPEN", "CLOSING", "CLOSE" or "TERMINATED".
+    #[prost(string, optional, tag = "3")]
+    pub channel_status: Option<String>,
+    #[prost(string, optional, tag = "4")]
+    pub client_id: Option<String>,
+    /// Consume point of the channel: commit time (ms) of the newest consumed record.
+    #[prost(int64, optional, tag = "5")]
+    pub channel_rpo: Option<i64>,
+    #[prost(int64, optional, tag = "6")]
+    pub channel_count: Option<i64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DescribeTunnelResponse {
+    #[prost(message, required, tag = "1")]
+    pub tunnel: TunnelInfo,
+    #[prost(message, repeated, tag = "2")]
+    pub channels: Vec<ChannelInfo>,
+    /// Consume point of the tunnel (ms): the oldest consume point of its stream channels.
+    #[prost(int64, optional, tag = "3")]
+    pub tunnel_rpo: Option<i64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ClientConfig {
+    /// Heartbeat timeout in seconds.
+    #[prost(int64, optional, tag = "1")]
+    pub timeout: Option<i64>,
+    #[prost(string, optional, tag = "2")]
+    pub client_tag: Option<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ConnectRequest {
+    #[prost(string, required, tag = "1")]
+    pub tunnel_id: String,
+    #[prost(message, optional, tag = "2")]
+    pub client_config: Option<ClientConfig>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ConnectResponse {
+    #[prost(string, required, tag = "1")]
+    pub client_id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Channel {
+    #[prost(string, required, tag = "1")]
+    pub channel_id: String,
+    #[prost(int64, required, tag = "2")]
+    pub version: i64,
+    #[prost(enumeration = "ChannelStatus", required, tag = "3")]
+    pub status: i32,
+    #[prost(bytes = "vec", optional, tag = "4")]
+    pub detail: Option<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HeartbeatRequest {
+    #[prost(string, required, tag = "1")]
+    pub tunnel_id: String,
+    #[prost(string, required, tag = "2")]
+    pub client_id: String,
+    #[prost(message, repeated, tag = "3")]
+    pub channels: Vec<Channel>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HeartbeatResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub channels: Vec<Channel>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ShutdownRequest {
+    #[prost(string, required, tag = "1")]
+    pub tunnel_id: String,
+    #[prost(string, required, tag = "2")]
+    pub client_id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ShutdownResponse {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GetCheckpointRequest {
+    #[prost(string, required, tag = "1")]
+    pub tunnel_id: String,
+    #[prost(string, required, tag = "2")]
+    pub client_id: String,
+    #[prost(string, required, tag = "3")]
+    pub channel_id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GetCheckpointResponse {
+    #[prost(string, required, tag = "1")]
+    pub checkpoint: String,
+    #[prost(int64, required, tag = "2")]
+    pub sequence_number: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CheckpointRequest {
+    #[prost(string, required, tag = "1")]
+    pub tunnel_id: String,
+    #[prost(string, required, tag = "2")]
+    pub client_id: String,
+    #[prost(string, required, tag = "3")]
+    pub channel_id: String,
+    #[prost(string, required, tag = "4")]
+    pub checkpoint: String,
+    #[prost(int64, required, tag = "5")]
+    pub sequence_number: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CheckpointResponse {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReadRecordsRequest {
+    #[prost(string, required, tag = "1")]
+    pub tunnel_id: String,
+    #[prost(string, required, tag = "2")]
+    pub client_id: String,
+    #[prost(string, required, tag = "3")]
+    pub channel_id: String,
+    #[prost(string, required, tag = "4")]
+    pub token: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Record {
+    #[prost(enumeration = "ActionType", required, tag = "1")]
+    pub action_type: i32,
+    /// One PlainBuffer row, with sequence info in its extension for stream records.
+    #[prost(bytes = "vec", required, tag = "2")]
+    pub record: Vec<u8>,
+    #[prost(bytes = "vec", optional, tag = "3")]
+    pub origin_record: Option<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReadRecordsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub records: Vec<Record>,
+    /// The token to read from next; [`FINISH_TAG`] once the channel is exhausted.
+    #[prost(string, required, tag = "2")]
+    pub next_token: String,
+    #[prost(bool, optional, tag = "3")]
+    pub may_more_record: Option<bool>,
+}

@@ -1,16 +1,23 @@
 //! Request signing and verification: the `x-ots-*` headers and their HMAC-SHA1 signature
-//! (the SDKs' default "V2" scheme), plus the response signature clients check.
+//! (the SDKs' default "V2" scheme), the "V4" scheme the SDKs switch to when given a region,
+//! and the response signature clients check.
 //!
 //! The string to sign for a request is `path "\n" "POST" "\n" query "\n" headers "\n"`, where
 //! `headers` is every `x-ots-*` header but the signature, lower-cased as `name:value`, sorted and
 //! joined by newlines. A response is signed over `headers "\n" path` and returned as
 //! `Authorization: OTS <access key id>:<signature>`.
+//!
+//! V4 signs `string_to_sign + "ots"` with HMAC-SHA256 (header `x-ots-signaturev4`, with
+//! `x-ots-signdate` and `x-ots-signregion` among the signed headers). Its key is derived from the
+//! secret, the UTC day and the region ([`v4_signing_key`]); responses to a V4 request are signed
+//! with HMAC-SHA1 keyed by that derived key instead of the secret.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
+use sha2::Sha256;
 
 /// The API version every request declares.
 pub const API_VERSION: &str = "2015-12-31";
@@ -26,6 +33,16 @@ pub const HEADER_INSTANCE_NAME: &str = "x-ots-instancename";
 pub const HEADER_CONTENT_MD5: &str = "x-ots-contentmd5";
 /// Request header: the signature.
 pub const HEADER_SIGNATURE: &str = "x-ots-signature";
+/// Request header: the V4 signature.
+pub const HEADER_SIGNATURE_V4: &str = "x-ots-signaturev4";
+/// Request header: the UTC day (`%Y%m%d`) a V4 key was derived for.
+pub const HEADER_SIGN_DATE: &str = "x-ots-signdate";
+/// Request header: the region a V4 key was derived for.
+pub const HEADER_SIGN_REGION: &str = "x-ots-signregion";
+/// Response header: `OTS <access key id>:<response signature>`.
+pub const HEADER_AUTHORIZATION: &str = "authorization";
+/// The value of [`HEADER_CONTENT_TYPE`] on the service's responses.
+pub const RESPONSE_CONTENT_TYPE: &str = "protocol buffer";
 /// Request header: STS security token.
 pub const HEADER_STS_TOKEN: &str = "x-ots-ststoken";
 /// Response header: request id.
@@ -113,7 +130,10 @@ fn canonical_headers<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) 
         .into_iter()
         .filter_map(|(k, v)| {
             let k = k.to_ascii_lowercase();
-            (k.starts_with(PREFIX) && k != HEADER_SIGNATURE).then(|| format!("{k}:{}", v.trim()))
+            // The signatures are not part of what they sign; skipping both lets the server
+            // recompute either from the headers it received.
+            let signed = k.starts_with(PREFIX) && k != HEADER_SIGNATURE && k != HEADER_SIGNATURE_V4;
+            signed.then(|| format!("{k}:{}", v.trim()))
         })
         .collect();
     items.sort();
@@ -124,6 +144,33 @@ fn hmac_sha1(key: &str, data: &str) -> String {
     let mut mac = Hmac::<Sha1>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
     mac.update(data.as_bytes());
     BASE64.encode(mac.finalize().into_bytes())
+}
+
+fn hmac_sha256(key: &[u8], data: &str) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The V4 signing key for one UTC day (`%Y%m%d`) and region. Like the SDKs, it is the base64
+/// *text* of the derived digest, and that text is what keys the HMACs.
+pub fn v4_signing_key(secret: &str, sign_date: &str, region: &str) -> String {
+    let mut key = hmac_sha256(format!("aliyun_v4{secret}").as_bytes(), sign_date);
+    for part in [region, "ots", "aliyun_v4_request"] {
+        key = hmac_sha256(&key, part);
+    }
+    BASE64.encode(key)
+}
+
+/// The V4 request signature over a path and its `x-ots-*` headers (which must include
+/// `x-ots-signdate` and `x-ots-signregion`), keyed with [`v4_signing_key`].
+pub fn request_signature_v4<'a>(
+    path: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    signing_key: &str,
+) -> String {
+    let to_sign = format!("{path}\nPOST\n\n{}\nots", canonical_headers(headers));
+    BASE64.encode(hmac_sha256(signing_key.as_bytes(), &to_sign))
 }
 
 /// The request signature over a path and its `x-ots-*` headers.
@@ -186,6 +233,67 @@ pub fn request_headers(
     headers
 }
 
+/// Every header a V4-signed request carries (what the SDKs send when configured with a
+/// region), and the key the response to it is signed with.
+pub fn request_headers_v4(
+    credentials: &Credentials,
+    instance_name: &str,
+    region: &str,
+    path: &str,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> (Vec<(&'static str, String)>, String) {
+    let mut headers = request_headers(credentials, instance_name, path, body, now);
+    headers.retain(|(k, _)| *k != HEADER_SIGNATURE);
+    let day = now.format("%Y%m%d").to_string();
+    let key = v4_signing_key(&credentials.access_key_secret, &day, region);
+    headers.push((HEADER_SIGN_DATE, day));
+    headers.push((HEADER_SIGN_REGION, region.to_owned()));
+    let signature = request_signature_v4(path, headers.iter().map(|(k, v)| (*k, v.as_str())), &key);
+    headers.push((HEADER_SIGNATURE_V4, signature));
+    (headers, key)
+}
+
+/// The headers a server adds to every answer so the SDKs accept it: the body digest, request
+/// id, date and content type, then `Authorization` signing them (and any `x-ots-*` headers in
+/// `extra`, which are returned too). `signing_key` is [`VerifiedRequest::signing_key`]. The
+/// SDKs skip the signature check on 403 answers, so an answer to a request that failed
+/// authentication needs no valid key.
+pub fn sign_response<'a>(
+    path: &str,
+    body: &[u8],
+    request_id: &str,
+    access_key_id: &str,
+    signing_key: &str,
+    now: DateTime<Utc>,
+    extra: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = [
+        (HEADER_CONTENT_MD5, content_md5(body)),
+        (HEADER_REQUEST_ID, request_id.to_owned()),
+        (HEADER_DATE, format_date(now)),
+        (HEADER_CONTENT_TYPE, RESPONSE_CONTENT_TYPE.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .chain(
+        extra
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned())),
+    )
+    .collect();
+    let signature = response_signature(
+        path,
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        signing_key,
+    );
+    headers.push((
+        HEADER_AUTHORIZATION.to_owned(),
+        format!("OTS {access_key_id}:{signature}"),
+    ));
+    headers
+}
+
 /// What a verified request proved about its sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedRequest {
@@ -193,11 +301,15 @@ pub struct VerifiedRequest {
     pub access_key_id: String,
     /// The instance it addressed.
     pub instance_name: String,
+    /// The key the response must be signed with ([`sign_response`]): the secret for V2, the
+    /// derived key for V4.
+    pub signing_key: String,
 }
 
-/// Checks a request's headers, body digest, date and signature (server side). `secret_of`
-/// looks up the secret of an access key id; `headers` yields `(name, value)` pairs with names
-/// in any case.
+/// Checks a request's headers, body digest, date and signature (server side), accepting a V4
+/// signature when `x-ots-signaturev4` is present and a V2 one otherwise. `secret_of` looks up
+/// the secret of an access key id; `headers` yields `(name, value)` pairs with names in any
+/// case.
 pub fn verify_request<'a>(
     path: &str,
     headers: &[(&'a str, &'a str)],
@@ -216,12 +328,27 @@ pub fn verify_request<'a>(
     let instance_name = get(HEADER_INSTANCE_NAME)?;
     let date = get(HEADER_DATE)?;
     let md5 = get(HEADER_CONTENT_MD5)?;
-    let signature = get(HEADER_SIGNATURE)?;
+    let v4_signature = get(HEADER_SIGNATURE_V4).ok();
+    let signature = match v4_signature {
+        Some(signature) => signature,
+        None => get(HEADER_SIGNATURE)?,
+    };
     get(HEADER_API_VERSION)?;
 
     let secret = secret_of(access_key_id)
         .ok_or_else(|| AuthError::UnknownAccessKey(access_key_id.to_owned()))?;
-    let expected = request_signature(path, headers.iter().copied(), &secret);
+    let (expected, signing_key) = if v4_signature.is_some() {
+        let key = v4_signing_key(&secret, get(HEADER_SIGN_DATE)?, get(HEADER_SIGN_REGION)?);
+        (
+            request_signature_v4(path, headers.iter().copied(), &key),
+            key,
+        )
+    } else {
+        (
+            request_signature(path, headers.iter().copied(), &secret),
+            secret,
+        )
+    };
     if expected != signature {
         return Err(AuthError::SignatureMismatch);
     }
@@ -239,6 +366,7 @@ pub fn verify_request<'a>(
     Ok(VerifiedRequest {
         access_key_id: access_key_id.to_owned(),
         instance_name: instance_name.to_owned(),
+        signing_key,
     })
 }
 
@@ -321,5 +449,43 @@ mod tests {
             verify(&headers, b"", now),
             Err(AuthError::UnknownAccessKey("nobody".into()))
         );
+    }
+
+    #[test]
+    fn v4_requests_verify_and_tampering_is_detected() {
+        let now = Utc::now();
+        let (headers, key) = request_headers_v4(&creds(), "inst", "cn-test", "/GetRow", b"b", now);
+        assert!(headers.iter().all(|(k, _)| *k != HEADER_SIGNATURE));
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let verified = verify_request("/GetRow", &pairs, b"b", now, secrets).unwrap();
+        assert_eq!(verified.signing_key, key);
+        assert_ne!(key, "secret");
+
+        let mut moved = pairs.clone();
+        for (k, v) in &mut moved {
+            if *k == HEADER_SIGN_REGION {
+                *v = "cn-other";
+            }
+        }
+        assert_eq!(
+            verify_request("/GetRow", &moved, b"b", now, secrets),
+            Err(AuthError::SignatureMismatch)
+        );
+        let no_region: Vec<_> = pairs
+            .iter()
+            .filter(|(k, _)| *k != HEADER_SIGN_REGION)
+            .copied()
+            .collect();
+        assert_eq!(
+            verify_request("/GetRow", &no_region, b"b", now, secrets),
+            Err(AuthError::MissingHeader(HEADER_SIGN_REGION))
+        );
+    }
+
+    #[test]
+    fn v2_verification_yields_the_secret_as_response_key() {
+        let now = Utc::now();
+        let headers = signed(b"", now);
+        assert_eq!(verify(&headers, b"", now).unwrap().signing_key, "secret");
     }
 }

@@ -90,3 +90,98 @@ fn response_signatures_match_the_sdk() {
         assert_eq!(ours, case["response_signature"].as_str().unwrap());
     }
 }
+
+fn v4_cases() -> Vec<Json> {
+    serde_json::from_str(include_str!("fixtures/signing_v4.json")).unwrap()
+}
+
+#[test]
+fn v4_request_headers_and_keys_match_the_sdk() {
+    let now = Utc.with_ymd_and_hms(2026, 11, 24, 23, 59, 30).unwrap();
+    let cases = v4_cases();
+    assert_eq!(cases.len(), 3);
+    for case in &cases {
+        let (headers, key) = auth::request_headers_v4(
+            &credentials(case),
+            case["instance_name"].as_str().unwrap(),
+            case["region"].as_str().unwrap(),
+            case["path"].as_str().unwrap(),
+            &hex(case["body_hex"].as_str().unwrap()),
+            now,
+        );
+        let mut ours: Vec<(String, String)> = headers
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        ours.sort();
+        let mut theirs: Vec<(String, String)> = pairs(&case["request_headers"])
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        theirs.sort();
+        assert_eq!(ours, theirs, "{}", case["path"]);
+        assert_eq!(key, case["signing_key"].as_str().unwrap());
+    }
+}
+
+#[test]
+fn sdk_v4_requests_verify_and_yield_the_response_key() {
+    // Past midnight UTC: the key is still the one of the signing day named in the request.
+    let now = Utc.with_ymd_and_hms(2026, 11, 25, 0, 5, 0).unwrap();
+    for case in v4_cases() {
+        let id = case["access_key_id"].as_str().unwrap().to_owned();
+        let secret = case["access_key_secret"].as_str().unwrap().to_owned();
+        let path = case["path"].as_str().unwrap();
+        let body = hex(case["body_hex"].as_str().unwrap());
+        let headers = pairs(&case["request_headers"]);
+        let verified = auth::verify_request(path, &headers, &body, now, |k| {
+            (k == id).then(|| secret.clone())
+        })
+        .unwrap();
+        assert_eq!(verified.signing_key, case["signing_key"].as_str().unwrap());
+        let wrong_secret = auth::verify_request(path, &headers, &body, now, |_| Some("x".into()));
+        assert_eq!(
+            wrong_secret.unwrap_err(),
+            auth::AuthError::SignatureMismatch
+        );
+        let ours = auth::response_signature(
+            path,
+            pairs(&case["response_headers"]),
+            &verified.signing_key,
+        );
+        assert_eq!(ours, case["response_signature"].as_str().unwrap());
+    }
+}
+
+#[test]
+fn signed_responses_carry_what_the_sdk_checks() {
+    let now = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
+    for case in cases() {
+        let path = case["path"].as_str().unwrap();
+        let response = auth::sign_response(
+            path,
+            b"",
+            "request-1",
+            case["access_key_id"].as_str().unwrap(),
+            case["access_key_secret"].as_str().unwrap(),
+            now,
+            [],
+        );
+        let mut expected: Vec<(String, String)> = pairs(&case["response_headers"])
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        expected.push((
+            "authorization".into(),
+            format!(
+                "OTS {}:{}",
+                case["access_key_id"].as_str().unwrap(),
+                case["response_signature"].as_str().unwrap()
+            ),
+        ));
+        expected.sort();
+        let mut response = response;
+        response.sort();
+        assert_eq!(response, expected, "{path}");
+    }
+}

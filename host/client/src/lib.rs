@@ -32,6 +32,9 @@ pub struct ClientConfig {
     pub instance_name: String,
     /// Access key used to sign requests.
     pub credentials: Credentials,
+    /// Region id (e.g. `cn-hangzhou`). Like the SDKs, requests are signed with the V4 scheme
+    /// when a region is set and with the V2 scheme otherwise.
+    pub region: Option<String>,
     /// Which failures are retried, how often and how long to wait.
     pub retry: RetryPolicy,
     /// Time limit of one HTTP exchange.
@@ -49,6 +52,7 @@ impl ClientConfig {
             endpoint: endpoint.into(),
             instance_name: instance_name.into(),
             credentials,
+            region: None,
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(30),
         }
@@ -138,13 +142,18 @@ impl Client {
     }
 
     async fn send_once(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, ClientError> {
-        let headers = auth::request_headers(
-            &self.config.credentials,
-            &self.config.instance_name,
-            path,
-            body,
-            chrono::Utc::now(),
-        );
+        let credentials = &self.config.credentials;
+        let instance = &self.config.instance_name;
+        let now = chrono::Utc::now();
+        let (headers, signing_key) = match &self.config.region {
+            Some(region) => {
+                auth::request_headers_v4(credentials, instance, region, path, body, now)
+            }
+            None => (
+                auth::request_headers(credentials, instance, path, body, now),
+                credentials.access_key_secret.clone(),
+            ),
+        };
         let mut request = self
             .http
             .post(format!("{}{path}", self.config.endpoint))
@@ -174,8 +183,15 @@ impl Client {
                 .map(|(_, v)| v.as_str())
         };
         let request_id = header(auth::HEADER_REQUEST_ID).map(str::to_owned);
+        check_response(
+            path,
+            status,
+            &response_headers,
+            &bytes,
+            &credentials.access_key_id,
+            &signing_key,
+        )?;
         if (200..300).contains(&status) {
-            self.check_response(path, &response_headers, &bytes)?;
             return Ok(bytes);
         }
         match PbError::decode(bytes.as_slice()) {
@@ -196,42 +212,73 @@ impl Client {
             }),
         }
     }
+}
 
-    /// The checks the SDKs make on a successful answer: its body digest and, when present,
-    /// its signature.
-    fn check_response(
-        &self,
-        path: &str,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), ClientError> {
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
-        if let Some(md5) = find(auth::HEADER_CONTENT_MD5)
-            && md5 != auth::content_md5(body)
-        {
-            return Err(ClientError::InvalidResponse(format!(
-                "{path}: body does not match its x-ots-contentmd5"
-            )));
-        }
-        if let Some(authorization) = find("authorization") {
-            let expected = auth::response_authorization(
-                path,
-                headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                &self.config.credentials,
-            );
-            if authorization != expected {
-                return Err(ClientError::InvalidResponse(format!(
-                    "{path}: response signature does not verify"
+/// The checks the SDKs make on every answer before reading its body: on success the digest,
+/// request id, date and content type headers and the `Authorization` signature must all be
+/// present; the digest and date (within 15 minutes of the local clock) are checked whenever
+/// present, and the signature too, except on 403 answers, which a server that could not
+/// authenticate the request cannot sign.
+fn check_response(
+    path: &str,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+    access_key_id: &str,
+    signing_key: &str,
+) -> Result<(), ClientError> {
+    let invalid = |what: String| ClientError::InvalidResponse(format!("{path}: {what}"));
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let success = (200..300).contains(&status);
+    if success {
+        for name in [
+            auth::HEADER_CONTENT_MD5,
+            auth::HEADER_REQUEST_ID,
+            auth::HEADER_DATE,
+            auth::HEADER_CONTENT_TYPE,
+            auth::HEADER_AUTHORIZATION,
+        ] {
+            if find(name).is_none() {
+                return Err(invalid(format!(
+                    "HTTP {status} answer lacks the {name} header"
                 )));
             }
         }
-        Ok(())
     }
+    if let Some(md5) = find(auth::HEADER_CONTENT_MD5)
+        && md5 != auth::content_md5(body)
+    {
+        return Err(invalid("body does not match its x-ots-contentmd5".into()));
+    }
+    if let Some(date) = find(auth::HEADER_DATE) {
+        let sent = auth::parse_date(date)
+            .ok_or_else(|| invalid(format!("x-ots-date {date:?} is not a valid date")))?;
+        let skew = (chrono::Utc::now() - sent).num_seconds().abs();
+        if skew > auth::MAX_CLOCK_SKEW_SECS {
+            return Err(invalid(format!(
+                "x-ots-date {date} is {skew} s from the local clock"
+            )));
+        }
+    }
+    if status == 403 {
+        return Ok(());
+    }
+    if let Some(authorization) = find(auth::HEADER_AUTHORIZATION) {
+        let signature = auth::response_signature(
+            path,
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            signing_key,
+        );
+        if authorization != format!("OTS {access_key_id}:{signature}") {
+            return Err(invalid("response signature does not verify".into()));
+        }
+    }
+    Ok(())
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

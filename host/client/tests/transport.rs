@@ -32,6 +32,12 @@ struct Script {
     answers: Vec<(u16, Vec<u8>)>,
     /// Break the body digest of successful answers.
     corrupt_md5: bool,
+    /// How many requests carried a V4 signature.
+    v4_signed: usize,
+    /// Leave the `Authorization` signature off answers.
+    omit_authorization: bool,
+    /// Shift the answers' `x-ots-date` from the real time.
+    date_offset: chrono::TimeDelta,
 }
 
 type Shared = Arc<Mutex<Script>>;
@@ -44,44 +50,59 @@ async fn handle(state: Shared, path: String, headers: HeaderMap, body: Bytes) ->
     let verified = auth::verify_request(&path, &pairs, &body, chrono::Utc::now(), |id| {
         (id == "ak").then(|| "sk".to_owned())
     });
-    let (status, answer, corrupt) = {
+    let (status, answer, script) = {
         let mut script = state.lock().unwrap();
         script.requests.push((path.clone(), body.to_vec()));
+        script.v4_signed += usize::from(headers.contains_key(auth::HEADER_SIGNATURE_V4));
         let (status, answer) = if script.answers.is_empty() {
             (200, Vec::new())
         } else {
             script.answers.remove(0)
         };
-        (status, answer, script.corrupt_md5)
+        let flags = (
+            script.corrupt_md5,
+            script.omit_authorization,
+            script.date_offset,
+        );
+        (status, answer, flags)
     };
-    if let Err(e) = verified {
-        let body = Error {
-            code: "OTSAuthFailed".into(),
-            message: Some(e.to_string()),
+    let (corrupt, omit_authorization, date_offset) = script;
+    let verified = match verified {
+        Ok(verified) => verified,
+        Err(e) => {
+            let body = Error {
+                code: "OTSAuthFailed".into(),
+                message: Some(e.to_string()),
+            }
+            .encode_to_vec();
+            return (StatusCode::FORBIDDEN, body).into_response();
         }
-        .encode_to_vec();
-        return (StatusCode::FORBIDDEN, body).into_response();
-    }
-    let md5 = if corrupt {
-        auth::content_md5(b"something else")
-    } else {
-        auth::content_md5(&answer)
     };
-    let mut response_headers = vec![
-        (auth::HEADER_CONTENT_MD5, md5),
-        (auth::HEADER_REQUEST_ID, "req-1".to_owned()),
-        (auth::HEADER_DATE, auth::format_date(chrono::Utc::now())),
-        (auth::HEADER_CONTENT_TYPE, "protocol buffer".to_owned()),
-    ];
-    let authorization = auth::response_authorization(
+    let mut response_headers = auth::sign_response(
         &path,
-        response_headers.iter().map(|(k, v)| (*k, v.as_str())),
-        &credentials(),
+        &answer,
+        "req-1",
+        &verified.access_key_id,
+        &verified.signing_key,
+        chrono::Utc::now() + date_offset,
+        [],
     );
-    response_headers.push(("authorization", authorization));
+    if omit_authorization {
+        response_headers.retain(|(k, _)| k != auth::HEADER_AUTHORIZATION);
+    }
+    if corrupt {
+        for (k, v) in &mut response_headers {
+            if k == auth::HEADER_CONTENT_MD5 {
+                *v = auth::content_md5(b"something else");
+            }
+        }
+    }
     let mut response = (StatusCode::from_u16(status).unwrap(), answer).into_response();
-    for (k, v) in response_headers {
-        response.headers_mut().insert(k, v.parse().unwrap());
+    for (k, v) in &response_headers {
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
     }
     response
 }
@@ -145,6 +166,7 @@ async fn signed_request_and_verified_response() {
     .await;
     assert_eq!(client.list_table().await.unwrap(), vec!["a", "b"]);
     assert_eq!(state.lock().unwrap().requests[0].0, "/ListTable");
+    assert_eq!(state.lock().unwrap().v4_signed, 0);
 }
 
 #[tokio::test]
@@ -154,6 +176,42 @@ async fn wrong_secret_is_rejected_with_the_service_error() {
     config.credentials.access_key_secret = "wrong".into();
     let err = Client::new(config).unwrap().list_table().await.unwrap_err();
     assert_eq!(err.code(), Some("OTSAuthFailed"), "{err}");
+}
+
+#[tokio::test]
+async fn v4_signed_requests_get_answers_signed_with_the_derived_key() {
+    let answer = ListTableResponse {
+        table_names: vec!["v4".into()],
+    };
+    let (client, state) = start(Script {
+        answers: vec![(200, answer.encode_to_vec())],
+        ..Script::default()
+    })
+    .await;
+    let mut config = client.config().clone();
+    config.region = Some("cn-test".into());
+    let client = Client::new(config).unwrap();
+    assert_eq!(client.list_table().await.unwrap(), vec!["v4"]);
+    assert_eq!(state.lock().unwrap().v4_signed, 1);
+}
+
+#[tokio::test]
+async fn unsigned_or_stale_answers_are_rejected() {
+    let (client, _) = start(Script {
+        omit_authorization: true,
+        ..Script::default()
+    })
+    .await;
+    let err = client.list_table().await.unwrap_err();
+    assert!(err.to_string().contains("authorization"), "{err}");
+
+    let (client, _) = start(Script {
+        date_offset: chrono::TimeDelta::minutes(20),
+        ..Script::default()
+    })
+    .await;
+    let err = client.list_table().await.unwrap_err();
+    assert!(err.to_string().contains("from the local clock"), "{err}");
 }
 
 #[tokio::test]

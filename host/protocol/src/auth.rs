@@ -119,7 +119,8 @@ pub fn format_date(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%dT%H:%M:%S.000Z").to_string()
 }
 
-fn parse_date(date: &str) -> Option<DateTime<Utc>> {
+/// Parses an `x-ots-date` value.
+pub fn parse_date(date: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(date, DATE_FORMAT)
         .ok()
         .map(|t| t.and_utc())

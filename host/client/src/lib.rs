@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ots_protocol::auth::{self, Credentials};
-use ots_protocol::error::Retriability;
 use ots_protocol::pb::table::Error as PbError;
 use prost::Message;
 
@@ -125,11 +124,7 @@ impl Client {
                 }
                 Err(err) => err,
             };
-            let retry = match err.retriability() {
-                Retriability::Always => true,
-                Retriability::IfIdempotent => idempotent,
-                Retriability::Never => false,
-            };
+            let retry = err.retriability().allows_retry(idempotent);
             match self.config.retry.delay(attempt, &err) {
                 Some(delay) if retry => {
                     tracing::debug!(path, attempt, error = %err, ?delay, "retrying request");

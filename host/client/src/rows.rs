@@ -1,6 +1,5 @@
 //! Row APIs: single-row reads and writes, paged range reads, batch reads and batch writes.
 
-use ots_protocol::error::Retriability;
 use ots_protocol::model::{PrimaryKey, Row, RowChange, RowExistence};
 use ots_protocol::pb::table::*;
 use ots_protocol::plainbuffer;
@@ -284,12 +283,8 @@ impl Client {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, o)| match o {
-                    Err(e) => match e.retriability() {
-                        Retriability::Always => Some(i),
-                        Retriability::IfIdempotent if idempotent => Some(i),
-                        _ => None,
-                    },
-                    Ok(()) => None,
+                    Err(e) if e.retriability().allows_retry(idempotent) => Some(i),
+                    _ => None,
                 })
                 .collect();
             let Some(first) = pending.first() else {

@@ -11,6 +11,18 @@ pub enum Retriability {
     Never,
 }
 
+impl Retriability {
+    /// Whether a request may be sent again; `idempotent` says whether sending it twice is
+    /// harmless (reads, or writes whose every cell carries an explicit timestamp).
+    pub fn allows_retry(self, idempotent: bool) -> bool {
+        match self {
+            Self::Always => true,
+            Self::IfIdempotent => idempotent,
+            Self::Never => false,
+        }
+    }
+}
+
 /// A Tablestore error code as carried in the protobuf `Error` body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -24,9 +36,9 @@ pub enum ErrorCode {
     ObjectAlreadyExist,
     /// A conditional write's expectation does not hold.
     ConditionCheckFail,
-    /// The request exceeds a service limit.
+    /// A row is larger than the service allows.
     OutOfRowSizeLimit,
-    /// A column value or name is too long.
+    /// A row has more columns than the service allows.
     OutOfColumnCountLimit,
     /// The request is larger than allowed.
     RequestTooLarge,
@@ -54,7 +66,7 @@ pub enum ErrorCode {
     InternalServerError,
     /// The service is unavailable.
     ServerUnavailable,
-    /// The request was not formed as the protocol requires.
+    /// A primary key does not match the table's schema.
     InvalidPk,
     /// A tunnel resource (client, channel version) is gone, e.g. after a heartbeat timeout.
     ResourceGone,
@@ -160,15 +172,19 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// Classifies an error answer (code, message, HTTP status) the way the official SDKs' default
-/// retry policy does. Unknown codes with a 5xx status count as "outcome unknown".
+/// retry policy does. Like the SDKs, any answer with status 500, 502 or 503 counts as "outcome
+/// unknown" at least, whatever its code.
 pub fn retriability(code: &str, message: &str, http_status: u16) -> Retriability {
-    match ErrorCode::parse(code) {
+    let by_code = match ErrorCode::parse(code) {
         Some(ErrorCode::QuotaExhausted) if message == "Too frequent table operations." => {
             Retriability::Always
         }
         Some(known) => known.entry().3,
-        None if matches!(http_status, 500 | 502 | 503) => Retriability::IfIdempotent,
         None => Retriability::Never,
+    };
+    match by_code {
+        Retriability::Never if matches!(http_status, 500 | 502 | 503) => Retriability::IfIdempotent,
+        other => other,
     }
 }
 
@@ -227,6 +243,10 @@ mod tests {
         );
         assert_eq!(retriability("Unknown", "", 502), Retriability::IfIdempotent);
         assert_eq!(retriability("Unknown", "", 400), Retriability::Never);
+        assert_eq!(
+            retriability("OTSParameterInvalid", "", 503),
+            Retriability::IfIdempotent
+        );
     }
 
     #[test]

@@ -1,0 +1,715 @@
+//! The replicator's configuration: the replication guide's JSON accepted as is, or a TOML file
+//! with the same two sections plus processor, metrics and tuning sections.
+//!
+//! Both forms go through one walker over a JSON value, so every error names the key path it is
+//! about (`ots-writer.batchWriteCount`) and unknown keys are rejected wherever they appear.
+//! Credentials may come from the environment instead of the file (see [`ENV_VARS`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
+use ots_protocol::auth::Credentials;
+use serde_json::{Map, Value};
+
+/// The most rows one BatchWriteRow request may carry, and so the largest `batchWriteCount`.
+pub const MAX_BATCH_WRITE_COUNT: usize = 200;
+/// `batchWriteCount` when the file does not set it.
+pub const DEFAULT_BATCH_WRITE_COUNT: usize = 100;
+/// The format of `endTime` in the guide's JSON (interpreted in the machine's local time zone).
+pub const END_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+/// Environment variables that supply or override credentials, with the key each one sets.
+pub const ENV_VARS: [(&str, &str); 6] = [
+    ("OTS_READER_ACCESS_ID", "ots-reader.accessId"),
+    ("OTS_READER_ACCESS_KEY", "ots-reader.accessKey"),
+    ("OTS_READER_SECURITY_TOKEN", "ots-reader.securityToken"),
+    ("OTS_WRITER_ACCESS_ID", "ots-writer.accessId"),
+    ("OTS_WRITER_ACCESS_KEY", "ots-writer.accessKey"),
+    ("OTS_WRITER_SECURITY_TOKEN", "ots-writer.securityToken"),
+];
+
+/// A configuration problem, naming the key path it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The text is not valid JSON or TOML.
+    #[error("config is not valid {format}: {reason}")]
+    Syntax {
+        /// "JSON" or "TOML".
+        format: &'static str,
+        /// The parser's message, with its line and column.
+        reason: String,
+    },
+    /// A key has a bad value, is missing, or is not known.
+    #[error("config key `{key}`: {problem}")]
+    Key {
+        /// Dotted path of the key, e.g. `ots-writer.batchWriteCount`.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+fn key_error(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Where and as whom to connect to one Tablestore instance, and which table to use.
+#[derive(Debug, Clone)]
+pub struct TableEndpoint {
+    /// Base URL of the instance.
+    pub endpoint: String,
+    /// Instance name.
+    pub instance_name: String,
+    /// Table name.
+    pub table_name: String,
+    /// Access key.
+    pub credentials: Credentials,
+}
+
+/// Which guest processor transforms records into row changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessorSource {
+    /// A guest shipped with the tool: `replicate`, `filter` or `rename`.
+    Builtin(String),
+    /// A component file of the user's, resolved inside the guest directory.
+    File(PathBuf),
+}
+
+/// The names of the guests shipped with the tool.
+pub const BUILTIN_PROCESSORS: [&str; 3] = ["replicate", "filter", "rename"];
+
+/// The processor section: which guest and the options passed to its init.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessorConfig {
+    /// The guest to run.
+    pub source: ProcessorSource,
+    /// Options handed to the guest's init as a JSON object.
+    pub options: Value,
+    /// Directory guest files are loaded from (overrides the built-in components).
+    pub guest_dir: Option<PathBuf>,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            source: ProcessorSource::Builtin("replicate".into()),
+            options: Value::Object(Map::new()),
+            guest_dir: None,
+        }
+    }
+}
+
+/// Tuning of the pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tuning {
+    /// How often DescribeTunnel is polled for progress and the end time.
+    pub monitor_interval: Duration,
+    /// Tag this worker registers with, shown by `status`.
+    pub client_tag: Option<String>,
+    /// Heartbeat timeout the worker asks the tunnel for.
+    pub heartbeat_timeout: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            monitor_interval: Duration::from_secs(3),
+            client_tag: None,
+            heartbeat_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A complete, validated replicator configuration.
+#[derive(Debug, Clone)]
+pub struct ReplicatorConfig {
+    /// The source table (`ots-reader`).
+    pub source: TableEndpoint,
+    /// The tunnel to consume, created as BaseAndStream when missing.
+    pub tunnel_name: String,
+    /// Records committed after this instant are not applied; `None` replicates forever.
+    pub end_time: Option<DateTime<Utc>>,
+    /// The destination table (`ots-writer`).
+    pub destination: TableEndpoint,
+    /// Rows per BatchWriteRow request.
+    pub batch_write_count: usize,
+    /// The guest processor.
+    pub processor: ProcessorConfig,
+    /// Address of the Prometheus metrics endpoint, if any.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Pipeline tuning.
+    pub tuning: Tuning,
+}
+
+/// The text format of a config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The guide's JSON.
+    Json,
+    /// The TOML form.
+    Toml,
+}
+
+impl Format {
+    /// Guesses the format from a file name: `.toml` is TOML, anything else JSON.
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("toml") => Self::Toml,
+            _ => Self::Json,
+        }
+    }
+}
+
+impl ReplicatorConfig {
+    /// Reads and validates a config file, taking credentials from the process environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, Format::from_path(path), |name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// Parses and validates config text; `env` looks up environment variables (see
+    /// [`ENV_VARS`]), which take precedence over the file's credentials.
+    pub fn parse(
+        text: &str,
+        format: Format,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut root = match format {
+            Format::Json => {
+                serde_json::from_str::<Value>(text).map_err(|e| ConfigError::Syntax {
+                    format: "JSON",
+                    reason: e.to_string(),
+                })?
+            }
+            Format::Toml => {
+                let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+                    format: "TOML",
+                    reason: e.to_string().trim_end().to_owned(),
+                })?;
+                toml_to_json(toml::Value::Table(table))
+            }
+        };
+        apply_env(&mut root, &env);
+        Self::from_value(root)
+    }
+
+    fn from_value(root: Value) -> Result<Self, ConfigError> {
+        let mut root = Section::new("", root)?;
+        let mut reader = root.section("ots-reader")?;
+        let source = table_endpoint(&mut reader)?;
+        let tunnel_name = reader.string("tunnelName")?;
+        let end_time = reader
+            .optional_string("endTime")?
+            .map(|text| parse_end_time(&text).map_err(|p| key_error(reader.path("endTime"), p)))
+            .transpose()?;
+        reader.finish()?;
+
+        let mut writer = root.section("ots-writer")?;
+        let destination = table_endpoint(&mut writer)?;
+        let batch_write_count = match writer.optional_integer("batchWriteCount")? {
+            None => DEFAULT_BATCH_WRITE_COUNT,
+            Some(n) if (1..=MAX_BATCH_WRITE_COUNT as i64).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(key_error(
+                    writer.path("batchWriteCount"),
+                    format!("must be between 1 and {MAX_BATCH_WRITE_COUNT}, got {n}"),
+                ));
+            }
+        };
+        writer.finish()?;
+
+        let processor = match root.optional_section("processor")? {
+            None => ProcessorConfig::default(),
+            Some(mut section) => {
+                let config = processor_config(&mut section)?;
+                section.finish()?;
+                config
+            }
+        };
+
+        let metrics_listen = match root.optional_section("metrics")? {
+            None => None,
+            Some(mut section) => {
+                let listen = section
+                    .optional_string("listen")?
+                    .map(|text| {
+                        text.parse::<SocketAddr>().map_err(|e| {
+                            key_error(
+                                section.path("listen"),
+                                format!("{text:?} is not an address like 127.0.0.1:9898: {e}"),
+                            )
+                        })
+                    })
+                    .transpose()?;
+                section.finish()?;
+                listen
+            }
+        };
+
+        let tuning = match root.optional_section("replicator")? {
+            None => Tuning::default(),
+            Some(mut section) => {
+                let defaults = Tuning::default();
+                let tuning = Tuning {
+                    monitor_interval: section
+                        .optional_seconds("monitorIntervalSecs")?
+                        .unwrap_or(defaults.monitor_interval),
+                    client_tag: section.optional_string("clientTag")?,
+                    heartbeat_timeout: section
+                        .optional_seconds("heartbeatTimeoutSecs")?
+                        .unwrap_or(defaults.heartbeat_timeout),
+                };
+                section.finish()?;
+                tuning
+            }
+        };
+        root.finish()?;
+
+        Ok(Self {
+            source,
+            tunnel_name,
+            end_time,
+            destination,
+            batch_write_count,
+            processor,
+            metrics_listen,
+            tuning,
+        })
+    }
+}
+
+fn table_endpoint(section: &mut Section) -> Result<TableEndpoint, ConfigError> {
+    let endpoint = section.string("endpoint")?;
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(key_error(
+            section.path("endpoint"),
+            format!("{endpoint:?} must start with http:// or https://"),
+        ));
+    }
+    Ok(TableEndpoint {
+        endpoint,
+        instance_name: section.string("instanceName")?,
+        table_name: section.string("tableName")?,
+        credentials: Credentials {
+            access_key_id: section.string("accessId")?,
+            access_key_secret: section.string("accessKey")?,
+            security_token: section.optional_string("securityToken")?,
+        },
+    })
+}
+
+fn processor_config(section: &mut Section) -> Result<ProcessorConfig, ConfigError> {
+    let name = section.optional_string("name")?;
+    let file = section.optional_string("file")?;
+    let source = match (name, file) {
+        (Some(_), Some(_)) => {
+            return Err(key_error(
+                section.path("file"),
+                "set either `name` (a built-in guest) or `file` (a component), not both",
+            ));
+        }
+        (None, Some(file)) => ProcessorSource::File(PathBuf::from(file)),
+        (Some(name), None) if BUILTIN_PROCESSORS.contains(&name.as_str()) => {
+            ProcessorSource::Builtin(name)
+        }
+        (Some(name), None) => {
+            return Err(key_error(
+                section.path("name"),
+                format!(
+                    "unknown processor {name:?}; expected one of {} (or set `file`)",
+                    BUILTIN_PROCESSORS.join(", ")
+                ),
+            ));
+        }
+        (None, None) => ProcessorSource::Builtin("replicate".into()),
+    };
+    let options = match section.take("options") {
+        None => Value::Object(Map::new()),
+        Some(value @ Value::Object(_)) => value,
+        Some(other) => {
+            return Err(key_error(
+                section.path("options"),
+                format!("must be a table/object, got {}", kind(&other)),
+            ));
+        }
+    };
+    let guest_dir = section.optional_string("guest_dir")?.map(PathBuf::from);
+    Ok(ProcessorConfig {
+        source,
+        options,
+        guest_dir,
+    })
+}
+
+/// Parses `endTime`: the guide's `yyyy-MM-dd HH:mm:ss` in local time, or RFC 3339.
+pub fn parse_end_time(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    let naive = NaiveDateTime::parse_from_str(text, END_TIME_FORMAT).map_err(|e| {
+        format!("{text:?} is not a time like \"2026-11-24 20:00:00\" (yyyy-MM-dd HH:mm:ss): {e}")
+    })?;
+    Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| format!("{text:?} does not exist in the local time zone"))
+}
+
+/// Writes the environment's credentials into the tree, creating sections as needed, so the
+/// walker sees one source of truth.
+fn apply_env(root: &mut Value, env: &impl Fn(&str) -> Option<String>) {
+    let Value::Object(map) = root else { return };
+    for (var, key) in ENV_VARS {
+        let Some(value) = env(var) else { continue };
+        let (section, field) = key.split_once('.').expect("ENV_VARS keys are dotted");
+        let entry = map
+            .entry(section.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(section) = entry {
+            section.insert(field.to_owned(), Value::String(value));
+        }
+    }
+}
+
+fn toml_to_json(value: toml::Value) -> Value {
+    match value {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => Value::from(i),
+        toml::Value::Float(f) => Value::from(f),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(items.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(table) => Value::Object(
+            table
+                .into_iter()
+                .map(|(k, v)| (k, toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// One object of the tree being read; remembers its path and rejects keys left unread.
+struct Section {
+    path: String,
+    map: Map<String, Value>,
+}
+
+impl Section {
+    fn new(path: &str, value: Value) -> Result<Self, ConfigError> {
+        match value {
+            Value::Object(map) => Ok(Self {
+                path: path.to_owned(),
+                map,
+            }),
+            other => Err(key_error(
+                if path.is_empty() { "(root)" } else { path },
+                format!("must be an object, got {}", kind(&other)),
+            )),
+        }
+    }
+
+    fn path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn take(&mut self, key: &str) -> Option<Value> {
+        self.map.remove(key)
+    }
+
+    fn section(&mut self, key: &str) -> Result<Section, ConfigError> {
+        self.optional_section(key)?
+            .ok_or_else(|| key_error(self.path(key), "is required"))
+    }
+
+    fn optional_section(&mut self, key: &str) -> Result<Option<Section>, ConfigError> {
+        self.take(key)
+            .map(|v| Section::new(&self.path(key), v))
+            .transpose()
+    }
+
+    fn string(&mut self, key: &str) -> Result<String, ConfigError> {
+        self.optional_string(key)?
+            .ok_or_else(|| key_error(self.path(key), "is required"))
+    }
+
+    fn optional_string(&mut self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                Err(key_error(self.path(key), "must not be empty"))
+            }
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(key_error(
+                self.path(key),
+                format!("must be a string, got {}", kind(&other)),
+            )),
+        }
+    }
+
+    fn optional_integer(&mut self, key: &str) -> Result<Option<i64>, ConfigError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) if n.is_i64() => Ok(n.as_i64()),
+            // The guide's examples sometimes quote numbers; accept a quoted integer too.
+            Some(Value::String(s)) if s.trim().parse::<i64>().is_ok() => {
+                Ok(s.trim().parse::<i64>().ok())
+            }
+            Some(other) => Err(key_error(
+                self.path(key),
+                format!("must be an integer, got {}", describe(&other)),
+            )),
+        }
+    }
+
+    fn optional_seconds(&mut self, key: &str) -> Result<Option<Duration>, ConfigError> {
+        match self.optional_integer(key)? {
+            None => Ok(None),
+            Some(n) if n > 0 => Ok(Some(Duration::from_secs(n as u64))),
+            Some(n) => Err(key_error(
+                self.path(key),
+                format!("must be a positive number of seconds, got {n}"),
+            )),
+        }
+    }
+
+    fn finish(self) -> Result<(), ConfigError> {
+        match self.map.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(key_error(self.path(key), "is not a known key")),
+        }
+    }
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Number(n) => format!("the number {n}"),
+        other => kind(other).to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUIDE_JSON: &str = r#"{
+      "ots-reader": {
+        "endpoint": "https://inst.cn-hangzhou.ots.aliyuncs.com",
+        "instanceName": "inst", "tableName": "src",
+        "accessId": "id1", "accessKey": "key1",
+        "tunnelName": "t1", "endTime": "2026-11-24 20:00:00"
+      },
+      "ots-writer": {
+        "endpoint": "https://dst.cn-hangzhou.ots.aliyuncs.com",
+        "instanceName": "dst-inst", "tableName": "dst",
+        "accessId": "id2", "accessKey": "key2", "batchWriteCount": 100
+      }
+    }"#;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn error(text: &str, format: Format) -> String {
+        ReplicatorConfig::parse(text, format, no_env)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn the_guide_json_is_accepted_as_is() {
+        let config = ReplicatorConfig::parse(GUIDE_JSON, Format::Json, no_env).unwrap();
+        assert_eq!(
+            config.source.endpoint,
+            "https://inst.cn-hangzhou.ots.aliyuncs.com"
+        );
+        assert_eq!(config.source.instance_name, "inst");
+        assert_eq!(config.source.table_name, "src");
+        assert_eq!(config.source.credentials.access_key_id, "id1");
+        assert_eq!(config.source.credentials.access_key_secret, "key1");
+        assert_eq!(config.tunnel_name, "t1");
+        let expected = Local
+            .with_ymd_and_hms(2026, 11, 24, 20, 0, 0)
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(config.end_time, Some(expected));
+        assert_eq!(config.destination.table_name, "dst");
+        assert_eq!(config.destination.credentials.access_key_id, "id2");
+        assert_eq!(config.batch_write_count, 100);
+        assert_eq!(config.processor, ProcessorConfig::default());
+        assert_eq!(config.metrics_listen, None);
+    }
+
+    #[test]
+    fn end_time_and_batch_size_are_optional() {
+        let text = GUIDE_JSON
+            .replace(r#", "endTime": "2026-11-24 20:00:00""#, "")
+            .replace(r#", "batchWriteCount": 100"#, "");
+        let config = ReplicatorConfig::parse(&text, Format::Json, no_env).unwrap();
+        assert_eq!(config.end_time, None);
+        assert_eq!(config.batch_write_count, DEFAULT_BATCH_WRITE_COUNT);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_problem() {
+        let too_big = GUIDE_JSON.replace("\"batchWriteCount\": 100", "\"batchWriteCount\": 500");
+        assert_eq!(
+            error(&too_big, Format::Json),
+            "config key `ots-writer.batchWriteCount`: must be between 1 and 200, got 500"
+        );
+        let unknown = GUIDE_JSON.replace("\"tunnelName\"", "\"tunelName\"");
+        assert_eq!(
+            error(&unknown, Format::Json),
+            "config key `ots-reader.tunnelName`: is required"
+        );
+        let extra = GUIDE_JSON.replace("\"batchWriteCount\"", "\"bogus\": 1, \"batchWriteCount\"");
+        assert_eq!(
+            error(&extra, Format::Json),
+            "config key `ots-writer.bogus`: is not a known key"
+        );
+        let bad_time = GUIDE_JSON.replace("2026-11-24 20:00:00", "2026/11/24");
+        assert!(
+            error(&bad_time, Format::Json)
+                .starts_with("config key `ots-reader.endTime`: \"2026/11/24\" is not a time"),
+        );
+        let bad_endpoint = GUIDE_JSON.replace("https://dst.", "dst.");
+        assert!(error(&bad_endpoint, Format::Json).starts_with("config key `ots-writer.endpoint`"));
+        let wrong_type = GUIDE_JSON.replace("\"tableName\": \"dst\"", "\"tableName\": 7");
+        assert_eq!(
+            error(&wrong_type, Format::Json),
+            "config key `ots-writer.tableName`: must be a string, got a number"
+        );
+        assert!(error("{", Format::Json).starts_with("config is not valid JSON"));
+        assert_eq!(
+            error("{}", Format::Json),
+            "config key `ots-reader`: is required"
+        );
+        assert_eq!(
+            error("[]", Format::Json),
+            "config key `(root)`: must be an object, got an array"
+        );
+    }
+
+    #[test]
+    fn credentials_come_from_the_environment() {
+        let text = GUIDE_JSON
+            .replace(r#""accessId": "id1", "accessKey": "key1","#, "")
+            .replace(r#""accessId": "id2","#, "");
+        assert_eq!(
+            error(&text, Format::Json),
+            "config key `ots-reader.accessId`: is required"
+        );
+        let env = |name: &str| match name {
+            "OTS_READER_ACCESS_ID" => Some("env-id".to_owned()),
+            "OTS_READER_ACCESS_KEY" => Some("env-key".to_owned()),
+            "OTS_WRITER_ACCESS_ID" => Some("env-id2".to_owned()),
+            "OTS_WRITER_ACCESS_KEY" => Some("env-key2".to_owned()),
+            _ => None,
+        };
+        let config = ReplicatorConfig::parse(&text, Format::Json, env).unwrap();
+        assert_eq!(config.source.credentials.access_key_id, "env-id");
+        assert_eq!(config.source.credentials.access_key_secret, "env-key");
+        assert_eq!(config.destination.credentials.access_key_id, "env-id2");
+        assert_eq!(config.destination.credentials.access_key_secret, "env-key2");
+    }
+
+    #[test]
+    fn toml_form_selects_a_processor_with_options() {
+        let text = r#"
+            [ots-reader]
+            endpoint = "http://127.0.0.1:8800"
+            instanceName = "local"
+            tableName = "src"
+            accessId = "a"
+            accessKey = "b"
+            tunnelName = "t"
+            endTime = "2026-11-24T20:00:00Z"
+
+            [ots-writer]
+            endpoint = "http://127.0.0.1:8800"
+            instanceName = "local"
+            tableName = "dst"
+            accessId = "a"
+            accessKey = "b"
+            batchWriteCount = 50
+
+            [processor]
+            name = "rename"
+            guest_dir = "/opt/guests"
+            options = { columns = { old = "new" } }
+
+            [metrics]
+            listen = "127.0.0.1:9898"
+
+            [replicator]
+            monitorIntervalSecs = 1
+            clientTag = "w1"
+        "#;
+        let config = ReplicatorConfig::parse(text, Format::Toml, no_env).unwrap();
+        assert_eq!(config.batch_write_count, 50);
+        assert_eq!(
+            config.end_time,
+            Some(Utc.with_ymd_and_hms(2026, 11, 24, 20, 0, 0).unwrap())
+        );
+        assert_eq!(
+            config.processor.source,
+            ProcessorSource::Builtin("rename".into())
+        );
+        assert_eq!(
+            config.processor.options,
+            serde_json::json!({"columns": {"old": "new"}})
+        );
+        assert_eq!(
+            config.processor.guest_dir,
+            Some(PathBuf::from("/opt/guests"))
+        );
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9898".parse().unwrap())
+        );
+        assert_eq!(config.tuning.monitor_interval, Duration::from_secs(1));
+        assert_eq!(config.tuning.client_tag.as_deref(), Some("w1"));
+
+        let unknown = text.replace("name = \"rename\"", "name = \"upper\"");
+        assert!(error(&unknown, Format::Toml).starts_with(
+            "config key `processor.name`: unknown processor \"upper\"; expected one of"
+        ));
+        let bad_listen = text.replace("127.0.0.1:9898", "localhost");
+        assert!(error(&bad_listen, Format::Toml).starts_with("config key `metrics.listen`"));
+        assert!(error("[x", Format::Toml).starts_with("config is not valid TOML"));
+    }
+}

@@ -2,5 +2,6 @@
 //! needs no `protoc`. Field numbers, labels and enum values follow the service's proto2
 //! definitions (`com.aliyun.tablestore.protocol` and the tunnel service).
 
+pub mod filter;
 pub mod table;
 pub mod tunnel;

@@ -88,6 +88,9 @@ pub struct PlainCell {
 }
 
 /// Where a stream record sits in its partition's log (the row extension of tunnel records).
+///
+/// Only stream (incremental) records carry it; full-data (base) records do not. The SDKs
+/// report its `timestamp` as the record's timestamp. Field order gives the log order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct SequenceInfo {
     /// Log epoch.
@@ -324,6 +327,13 @@ pub fn decode_stream_record_row(
         change: row.into_row_change(kind)?,
         sequence_info,
     })
+}
+
+/// Decodes a record's `origin_record`: one row whose cells hold the column values as they were
+/// before the change (streams that keep origin columns). Cells come back as on the wire, with
+/// their operations and timestamps.
+pub fn decode_stream_origin_cells(buf: &[u8]) -> Result<Vec<PlainCell>, PlainBufferError> {
+    Ok(decode_single(buf, "stream origin row")?.cells)
 }
 
 fn decode_single(buf: &[u8], expected: &'static str) -> Result<PlainRow, PlainBufferError> {
@@ -1167,6 +1177,28 @@ mod tests {
             let bytes = encode_stream_record_row(&record);
             assert_eq!(decode_stream_record_row(&bytes, kind).unwrap(), record);
         }
+        let origin = PlainRow {
+            primary_key: key(1, "a"),
+            cells: vec![
+                PlainCell {
+                    name: "old".into(),
+                    value: Some(Value::Integer(4)),
+                    op: None,
+                    timestamp: Some(8),
+                },
+                PlainCell {
+                    name: "gone".into(),
+                    value: None,
+                    op: Some(CellOp::DeleteAllVersions),
+                    timestamp: None,
+                },
+            ],
+            ..PlainRow::default()
+        };
+        assert_eq!(
+            decode_stream_origin_cells(&encode(std::slice::from_ref(&origin))).unwrap(),
+            origin.cells
+        );
         let two_rows = encode(&[PlainRow::default(), PlainRow::default()]);
         assert!(matches!(
             decode_stream_record_row(&two_rows, RowChangeKind::Put),

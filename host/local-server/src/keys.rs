@@ -93,7 +93,11 @@ mod tests {
         ];
         for pair in keys.windows(2) {
             assert!(pair[0] < pair[1], "model order {:?}", pair);
-            assert!(encode("t", &pair[0]) < encode("t", &pair[1]), "byte order {:?}", pair);
+            assert!(
+                encode("t", &pair[0]) < encode("t", &pair[1]),
+                "byte order {:?}",
+                pair
+            );
         }
         assert!(table_prefix("t") <= encode("t", &keys[0]));
         assert!(encode("t", &keys[keys.len() - 1]) < table_end("t"));

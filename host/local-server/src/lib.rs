@@ -1,5 +1,132 @@
 //! A local Tablestore-compatible server: the table and row APIs over the real wire protocol
 //! (protobuf over HTTP, PlainBuffer rows, signed requests) on durable redb storage.
+//!
+//! [`start`] runs it inside the caller's tokio runtime (tests, the demo, `otsrep serve`); the
+//! `ots-local-server` binary runs it as its own process.
 
+pub mod api;
+pub mod http;
 pub mod keys;
 pub mod store;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use http::FaultConfig;
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the database lives; created if missing.
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The instance name clients must address.
+    pub instance_name: String,
+    /// Accepted access keys: `(id, secret)`.
+    pub access_keys: Vec<(String, String)>,
+    /// Injected failures (none by default).
+    pub faults: FaultConfig,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened.
+    #[error("cannot open the database in {dir}: {source}")]
+    Storage {
+        /// The data directory.
+        dir: PathBuf,
+        /// What went wrong.
+        source: store::ApiError,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+/// A running server; stops when [`RunningServer::shutdown`] is called or it is dropped.
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The endpoint URL clients use, e.g. `http://127.0.0.1:8800`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting requests, waits for the server task and closes the database.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Opens the store and starts serving on `config.listen`.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
+    let store = store::Store::open(&config.data_dir).map_err(|source| StartError::Storage {
+        dir: config.data_dir.clone(),
+        source,
+    })?;
+    let state = Arc::new(http::ServerState {
+        store,
+        instance_name: config.instance_name,
+        access_keys: config.access_keys.into_iter().collect::<HashMap<_, _>>(),
+        faults: config.faults,
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = http::router(state);
+    let task = tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "local server stopped");
+        }
+    });
+    tracing::info!(%addr, "local Tablestore server listening");
+    Ok(RunningServer {
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}

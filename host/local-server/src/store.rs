@@ -147,6 +147,19 @@ pub struct ReadSpec {
     pub max_versions: usize,
 }
 
+/// The rows a range read covers: `[start, end)` forward, `(end, start]` backward.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRange {
+    /// Inclusive start.
+    pub start: PrimaryKey,
+    /// Exclusive end.
+    pub end: PrimaryKey,
+    /// Read from `start` downwards.
+    pub backward: bool,
+    /// Most rows to return.
+    pub limit: usize,
+}
+
 /// A page of a range read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RangePage {
@@ -179,7 +192,11 @@ impl Store {
     }
 
     /// Creates a table after validating and normalizing its definition.
-    pub fn create_table(&self, mut request: CreateTableRequest, now_ms: i64) -> Result<(), ApiError> {
+    pub fn create_table(
+        &self,
+        mut request: CreateTableRequest,
+        now_ms: i64,
+    ) -> Result<(), ApiError> {
         validate_table_name(&request.table_meta.table_name)?;
         let schema = &request.table_meta.primary_key;
         if schema.is_empty() || schema.len() > 4 {
@@ -219,7 +236,9 @@ impl Store {
             return Err(ApiError::invalid(format!("Invalid time_to_live: {ttl}.")));
         }
         if versions <= 0 {
-            return Err(ApiError::invalid(format!("Invalid max_versions: {versions}.")));
+            return Err(ApiError::invalid(format!(
+                "Invalid max_versions: {versions}."
+            )));
         }
         if deviation <= 0 {
             return Err(ApiError::invalid(format!(
@@ -320,7 +339,15 @@ impl Store {
             let mut rows = txn.open_table(ROWS)?;
             let mut counters = txn.open_table(COUNTERS)?;
             for (change, existence) in ops {
-                let result = apply(&info, table, &mut rows, &mut counters, change, existence, now_ms);
+                let result = apply(
+                    &info,
+                    table,
+                    &mut rows,
+                    &mut counters,
+                    change,
+                    existence,
+                    now_ms,
+                );
                 results.push(result);
             }
         }
@@ -347,17 +374,21 @@ impl Store {
         Ok(project(row, &info, spec, now_ms))
     }
 
-    /// Reads up to `limit` rows of `[start, end)` (forward) or `(end, start]` (backward).
+    /// Reads up to `range.limit` rows of the range.
     pub fn get_range(
         &self,
         table: &str,
-        start: &PrimaryKey,
-        end: &PrimaryKey,
-        backward: bool,
-        limit: usize,
+        range: &KeyRange,
         spec: &ReadSpec,
         now_ms: i64,
     ) -> Result<RangePage, ApiError> {
+        let KeyRange {
+            start,
+            end,
+            backward,
+            limit,
+        } = range;
+        let (backward, limit) = (*backward, *limit);
         let info = self.table(table)?;
         check_primary_key(&info, start, true)?;
         check_primary_key(&info, end, true)?;
@@ -381,7 +412,10 @@ impl Store {
         if backward {
             if end_key < start_key {
                 // (end, start]: skip `end` itself, include `start`.
-                for entry in stored.range(end_key.as_slice()..=start_key.as_slice())?.rev() {
+                for entry in stored
+                    .range(end_key.as_slice()..=start_key.as_slice())?
+                    .rev()
+                {
                     let (k, v) = entry?;
                     if k.value() == end_key.as_slice() {
                         continue;
@@ -509,7 +543,8 @@ impl From<plainbuffer::PlainBufferError> for ApiError {
 fn project(mut row: Row, info: &TableInfo, spec: &ReadSpec, now_ms: i64) -> Option<Row> {
     let had_cells = !row.cells.is_empty();
     if let Some(ttl) = info.ttl_ms() {
-        row.cells.retain(|c| c.timestamp.unwrap_or(i64::MAX) >= now_ms - ttl);
+        row.cells
+            .retain(|c| c.timestamp.unwrap_or(i64::MAX) >= now_ms - ttl);
     }
     if had_cells && row.cells.is_empty() {
         return None;
@@ -601,8 +636,9 @@ fn apply(
                             timestamp: Some(ts),
                         });
                     }
-                    ColumnOp::DeleteOneVersion { timestamp } => cells
-                        .retain(|c| !(c.name == update.name && c.timestamp == Some(timestamp))),
+                    ColumnOp::DeleteOneVersion { timestamp } => {
+                        cells.retain(|c| !(c.name == update.name && c.timestamp == Some(timestamp)))
+                    }
                     ColumnOp::DeleteAllVersions => cells.retain(|c| c.name != update.name),
                     ColumnOp::Increment { delta } => {
                         let current = cells
@@ -635,7 +671,12 @@ fn apply(
         }
         Some(mut row) => {
             normalize(&mut row.cells, info.max_versions());
-            if row.cells.iter().map(|c| &c.name).collect::<std::collections::HashSet<_>>().len()
+            if row
+                .cells
+                .iter()
+                .map(|c| &c.name)
+                .collect::<std::collections::HashSet<_>>()
+                .len()
                 > MAX_COLUMNS_PER_ROW
             {
                 return Err(ApiError::new(
@@ -724,7 +765,13 @@ fn validate_change(info: &TableInfo, change: &RowChange, now_ms: i64) -> Result<
         }
         Ok(())
     };
-    let is_pk = |name: &str| info.definition.table_meta.primary_key.iter().any(|p| p.name == name);
+    let is_pk = |name: &str| {
+        info.definition
+            .table_meta
+            .primary_key
+            .iter()
+            .any(|p| p.name == name)
+    };
     match change {
         RowChange::Put { cells, .. } => {
             for cell in cells {

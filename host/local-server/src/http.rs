@@ -1,0 +1,156 @@
+//! The HTTP face of the server: `POST /<Api>` with protobuf bodies, request authentication,
+//! signed responses, error bodies with the service's codes and statuses, and fault injection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use ots_protocol::auth::{self, VerifiedRequest};
+use ots_protocol::error::ErrorCode;
+use ots_protocol::pb::table::Error as PbError;
+use prost::Message;
+
+use crate::api;
+use crate::store::{ApiError, Store};
+
+/// Injected failures for reliability tests. Rates are probabilities in `[0, 1]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultConfig {
+    /// Probability that a request fails whole with `OTSServerBusy` before it is applied.
+    pub error_rate: f64,
+    /// Extra latency added to every request.
+    pub latency: Duration,
+    /// Probability that a row of a BatchWriteRow fails with `OTSServerBusy` (not applied).
+    pub row_failure_rate: f64,
+}
+
+/// Shared state of the request handlers.
+pub struct ServerState {
+    /// The storage.
+    pub store: Store,
+    /// Instance name clients must address.
+    pub instance_name: String,
+    /// Access key secrets by access key id.
+    pub access_keys: HashMap<String, String>,
+    /// Injected failures.
+    pub faults: FaultConfig,
+}
+
+/// Builds the router serving every API.
+pub fn router(state: Arc<ServerState>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(state)
+}
+
+async fn handle(
+    State(state): State<Arc<ServerState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let request_id = format!("{:032x}", rand::random::<u128>());
+    let header_pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
+    let verified = auth::verify_request(&path, &header_pairs, &body, chrono::Utc::now(), |id| {
+        state.access_keys.get(id).cloned()
+    });
+    let signer = match verified {
+        Ok(v) if v.instance_name != state.instance_name => {
+            return error_response(
+                &path,
+                &request_id,
+                None,
+                ApiError::new(
+                    ErrorCode::AuthFailed,
+                    format!("The instance '{}' is not found.", v.instance_name),
+                ),
+            );
+        }
+        Ok(v) => v,
+        Err(e) => {
+            return error_response(
+                &path,
+                &request_id,
+                None,
+                ApiError::new(ErrorCode::AuthFailed, e.to_string()),
+            );
+        }
+    };
+    if !state.faults.latency.is_zero() {
+        tokio::time::sleep(state.faults.latency).await;
+    }
+    if state.faults.error_rate > 0.0 && rand::random::<f64>() < state.faults.error_rate {
+        let err = ApiError::new(ErrorCode::ServerBusy, "Server is busy (injected fault).");
+        return error_response(&path, &request_id, Some(&signer), err);
+    }
+    let handler_state = state.clone();
+    let handler_path = path.clone();
+    let result =
+        tokio::task::spawn_blocking(move || api::dispatch(&handler_state, &handler_path, &body))
+            .await
+            .unwrap_or_else(|e| Err(ApiError::new(ErrorCode::InternalServerError, e.to_string())));
+    match result {
+        Ok(bytes) => signed_response(&path, &request_id, &signer, StatusCode::OK, bytes),
+        Err(err) => error_response(&path, &request_id, Some(&signer), err),
+    }
+}
+
+fn error_response(
+    path: &str,
+    request_id: &str,
+    signer: Option<&VerifiedRequest>,
+    err: ApiError,
+) -> Response {
+    tracing::debug!(path, code = %err.code, message = %err.message, "request failed");
+    let status = StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let body = PbError {
+        code: err.code.as_str().to_owned(),
+        message: Some(err.message),
+    }
+    .encode_to_vec();
+    match signer {
+        Some(signer) => signed_response(path, request_id, signer, status, body),
+        None => {
+            let mut response = (status, body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(auth::HEADER_REQUEST_ID, request_id.parse().expect("hex"));
+            response
+        }
+    }
+}
+
+/// A response with the headers the SDKs check: body digest, request id, date, content type
+/// and the `Authorization` signature.
+fn signed_response(
+    path: &str,
+    request_id: &str,
+    signer: &VerifiedRequest,
+    status: StatusCode,
+    body: Vec<u8>,
+) -> Response {
+    let headers = auth::sign_response(
+        path,
+        &body,
+        request_id,
+        &signer.access_key_id,
+        &signer.signing_key,
+        chrono::Utc::now(),
+        [],
+    );
+    let mut response = (status, body).into_response();
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(name),
+            axum::http::HeaderValue::try_from(value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}

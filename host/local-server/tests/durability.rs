@@ -1,0 +1,154 @@
+//! Acknowledged writes survive `kill -9` of the server process, and requests that are not
+//! properly signed are refused.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ots_client::rows::{RangeQuery, ReadOptions};
+use ots_protocol::model::{Cell, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value};
+use ots_protocol::pb::table::*;
+
+fn spawn_server(dir: &std::path::Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ots-local-server"))
+        .args(["--data-dir", dir.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--instance", common::INSTANCE])
+        .args(["--access-key-id", common::ACCESS_ID])
+        .args(["--access-key-secret", common::ACCESS_SECRET])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(client: &ots_client::Client) {
+    for _ in 0..100 {
+        if client.list_table().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not come up");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn key(i: i64) -> PrimaryKey {
+    PrimaryKey(vec![PrimaryKeyColumn {
+        name: "id".into(),
+        value: PrimaryKeyValue::Integer(i),
+    }])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = spawn_server(dir.path(), port);
+    let client = common::client(format!("http://127.0.0.1:{port}"));
+    wait_ready(&client).await;
+    client
+        .create_table(&CreateTableRequest {
+            table_meta: TableMeta {
+                table_name: "durable".into(),
+                primary_key: vec![PrimaryKeySchema {
+                    name: "id".into(),
+                    r#type: PrimaryKeyType::Integer as i32,
+                    option: None,
+                }],
+                defined_column: vec![],
+            },
+            reserved_throughput: ReservedThroughput {
+                capacity_unit: CapacityUnit::default(),
+            },
+            table_options: None,
+            partitions: vec![],
+            stream_spec: None,
+        })
+        .await
+        .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut acknowledged = 0;
+    for batch in 0..5 {
+        let changes: Vec<RowChange> = (0..200)
+            .map(|i| RowChange::Put {
+                primary_key: key(batch * 200 + i),
+                cells: vec![Cell {
+                    name: "v".into(),
+                    value: Value::Integer(i),
+                    timestamp: Some(now),
+                }],
+            })
+            .collect();
+        let outcomes = client.batch_write_row("durable", &changes).await.unwrap();
+        acknowledged += outcomes.iter().filter(|o| o.is_ok()).count();
+    }
+    assert_eq!(acknowledged, 1000);
+    server.kill().unwrap(); // SIGKILL: no shutdown path runs.
+    server.wait().unwrap();
+
+    let mut server = spawn_server(dir.path(), port);
+    wait_ready(&client).await;
+    let rows = client
+        .get_range(RangeQuery {
+            table: "durable".into(),
+            start: PrimaryKey(vec![PrimaryKeyColumn {
+                name: "id".into(),
+                value: PrimaryKeyValue::InfMin,
+            }]),
+            end: PrimaryKey(vec![PrimaryKeyColumn {
+                name: "id".into(),
+                value: PrimaryKeyValue::InfMax,
+            }]),
+            backward: false,
+            limit: None,
+            page_size: Some(300),
+            options: ReadOptions::default(),
+        })
+        .collect_all()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1000);
+    assert!(
+        rows.iter()
+            .enumerate()
+            .all(|(i, r)| r.primary_key == key(i as i64))
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsigned_and_misaddressed_requests_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/ListTable", server.endpoint()))
+        .body(Vec::new())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    let body = response.bytes().await.unwrap();
+    let error = <ots_protocol::pb::table::Error as prost::Message>::decode(body.as_ref()).unwrap();
+    assert_eq!(error.code, "OTSAuthFailed");
+    assert!(error.message.unwrap().contains("missing header"));
+
+    let mut config = common::client(server.endpoint()).config().clone();
+    config.instance_name = "other".into();
+    let err = ots_client::Client::new(config)
+        .unwrap()
+        .list_table()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("OTSAuthFailed"));
+    server.shutdown().await;
+}

@@ -79,6 +79,17 @@ pub struct TableEndpoint {
     pub credentials: Credentials,
 }
 
+impl TableEndpoint {
+    /// A client of this endpoint's instance with the default retry policy.
+    pub fn client(&self) -> Result<ots_client::Client, ots_client::ClientError> {
+        ots_client::Client::new(ots_client::ClientConfig::new(
+            self.endpoint.clone(),
+            self.instance_name.clone(),
+            self.credentials.clone(),
+        ))
+    }
+}
+
 /// Which guest processor transforms records into row changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcessorSource {

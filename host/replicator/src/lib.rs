@@ -6,8 +6,10 @@
 //! - [`verify`]: per-range counts and checksums of source and destination.
 //! - [`metrics`]: counters and the Prometheus endpoint.
 
+pub mod apply;
 pub mod config;
 pub mod metrics;
+pub mod monitor;
 pub mod setup;
 pub mod verify;
 pub mod writer;

@@ -18,6 +18,7 @@ const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 pub struct Metrics {
     records_read: AtomicU64,
     records_dropped: AtomicU64,
+    base_records_applied: AtomicU64,
     rows_written: AtomicU64,
     rows_retried: AtomicU64,
     batches_written: AtomicU64,
@@ -36,6 +37,12 @@ impl Metrics {
     /// Counts records the processor dropped.
     pub fn records_dropped(&self, n: usize) {
         self.records_dropped.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts base-data (full copy) records applied.
+    pub fn base_rows_written(&self, n: usize) {
+        self.base_records_applied
+            .fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Counts rows durably written to the destination.
@@ -77,6 +84,7 @@ impl Metrics {
         MetricsSnapshot {
             records_read: self.records_read.load(Ordering::Relaxed),
             records_dropped: self.records_dropped.load(Ordering::Relaxed),
+            base_records_applied: self.base_records_applied.load(Ordering::Relaxed),
             rows_written: self.rows_written.load(Ordering::Relaxed),
             rows_retried: self.rows_retried.load(Ordering::Relaxed),
             batches_written: self.batches_written.load(Ordering::Relaxed),
@@ -102,6 +110,11 @@ impl Metrics {
             "replicator_records_dropped_total",
             "Records the processor dropped.",
             s.records_dropped,
+        );
+        counter(
+            "replicator_base_records_applied_total",
+            "Records of the full copy (base data) applied.",
+            s.base_records_applied,
         );
         counter(
             "replicator_rows_written_total",
@@ -164,6 +177,8 @@ pub struct MetricsSnapshot {
     pub records_read: u64,
     /// Records the processor dropped.
     pub records_dropped: u64,
+    /// Base-data (full copy) records applied.
+    pub base_records_applied: u64,
     /// Row changes written to the destination.
     pub rows_written: u64,
     /// Row changes sent again.

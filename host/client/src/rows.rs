@@ -269,7 +269,8 @@ impl Client {
     /// Writes a batch and sends again only the rows that failed retriably, with the client's
     /// backoff, until every row succeeded, failed for good, or retries ran out. `idempotent`
     /// says whether rows whose outcome is unknown may be written again (true when every cell
-    /// carries an explicit timestamp). Returns the final outcome of every row, in order.
+    /// carries an explicit timestamp). Returns the final outcome of every row, in order; only a
+    /// failure of the first request, before any row is known written, is an `Err`.
     pub async fn write_rows_with_retry(
         &self,
         table: &str,
@@ -307,7 +308,13 @@ impl Client {
             tokio::time::sleep(delay).await;
             attempt += 1;
             let retry: Vec<RowChange> = pending.iter().map(|&i| changes[i].clone()).collect();
-            let results = self.batch_write_row(table, &retry).await?;
+            // Some rows are already written, so a failure of the whole resend is reported on
+            // the rows it carried (and retried like a row failure) instead of discarding what
+            // is known about the others.
+            let results = match self.batch_write_row(table, &retry).await {
+                Ok(results) => results,
+                Err(err) => vec![Err(err); retry.len()],
+            };
             for (i, result) in pending.into_iter().zip(results) {
                 outcomes[i] = result;
             }

@@ -329,3 +329,26 @@ async fn batch_size_limits_are_checked_before_sending() {
     assert!(client.batch_write_row("t", &[]).await.is_err());
     assert!(state.lock().unwrap().requests.is_empty());
 }
+
+#[tokio::test]
+async fn a_failed_resend_is_reported_on_the_resent_rows_only() {
+    let (client, state) = start(Script {
+        answers: vec![
+            (200, batch_answer(&[true, false, true])),
+            (400, error_body("OTSParameterInvalid")),
+        ],
+        ..Script::default()
+    })
+    .await;
+    let changes: Vec<_> = (0..3).map(put).collect();
+    let outcomes = client
+        .write_rows_with_retry("t", &changes, true)
+        .await
+        .unwrap();
+    assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
+    assert_eq!(
+        outcomes[1].as_ref().unwrap_err().code(),
+        Some("OTSParameterInvalid")
+    );
+    assert_eq!(state.lock().unwrap().requests.len(), 2);
+}

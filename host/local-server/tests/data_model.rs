@@ -1,0 +1,300 @@
+//! Tablestore's data model over HTTP: versions, max versions, TTL, max time deviation,
+//! conditional writes, auto-increment keys, split points and service limits.
+
+mod common;
+
+use ots_client::Client;
+use ots_client::rows::{RangeQuery, ReadOptions};
+use ots_protocol::model::{
+    ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, RowExistence,
+    Value,
+};
+use ots_protocol::pb::table::{
+    CapacityUnit, CreateTableRequest, PrimaryKeyOption, PrimaryKeySchema, PrimaryKeyType,
+    ReservedThroughput, TableMeta, TableOptions,
+};
+
+fn key(name: &str, value: PrimaryKeyValue) -> PrimaryKey {
+    PrimaryKey(vec![PrimaryKeyColumn {
+        name: name.into(),
+        value,
+    }])
+}
+
+fn id(i: i64) -> PrimaryKey {
+    key("id", PrimaryKeyValue::Integer(i))
+}
+
+async fn create(client: &Client, name: &str, options: TableOptions, auto_increment: bool) {
+    let mut primary_key = vec![PrimaryKeySchema {
+        name: "id".into(),
+        r#type: PrimaryKeyType::Integer as i32,
+        option: None,
+    }];
+    if auto_increment {
+        primary_key.push(PrimaryKeySchema {
+            name: "seq".into(),
+            r#type: PrimaryKeyType::Integer as i32,
+            option: Some(PrimaryKeyOption::AutoIncrement as i32),
+        });
+    }
+    client
+        .create_table(&CreateTableRequest {
+            table_meta: TableMeta {
+                table_name: name.into(),
+                primary_key,
+                defined_column: vec![],
+            },
+            reserved_throughput: ReservedThroughput {
+                capacity_unit: CapacityUnit::default(),
+            },
+            table_options: Some(options),
+            partitions: vec![],
+            stream_spec: None,
+        })
+        .await
+        .unwrap();
+}
+
+fn put_version(pk: PrimaryKey, ts: i64, v: i64) -> RowChange {
+    RowChange::Update {
+        primary_key: pk,
+        updates: vec![ColumnUpdate {
+            name: "c".into(),
+            op: ColumnOp::Put {
+                value: Value::Integer(v),
+                timestamp: Some(ts),
+            },
+        }],
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn versions_are_trimmed_to_max_versions_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let client = common::client(server.endpoint());
+    let options = TableOptions {
+        max_versions: Some(2),
+        ..Default::default()
+    };
+    create(&client, "versions", options, false).await;
+    let t = now();
+    for (i, ts) in [t - 3000, t - 1000, t - 2000].into_iter().enumerate() {
+        client
+            .write_row(
+                "versions",
+                &put_version(id(1), ts, i as i64),
+                RowExistence::Ignore,
+            )
+            .await
+            .unwrap();
+    }
+    let all = ReadOptions {
+        max_versions: 10,
+        ..Default::default()
+    };
+    let row = client
+        .get_row("versions", &id(1), &all)
+        .await
+        .unwrap()
+        .unwrap();
+    let versions: Vec<_> = row.cells.iter().map(|c| c.timestamp.unwrap()).collect();
+    assert_eq!(versions, vec![t - 1000, t - 2000]);
+    let newest = client
+        .get_row("versions", &id(1), &ReadOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(newest.cells.len(), 1);
+    assert_eq!(newest.cells[0].value, Value::Integer(1));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ttl_hides_expired_cells_and_deviation_rejects_old_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let client = common::client(server.endpoint());
+    let options = TableOptions {
+        time_to_live: Some(60),
+        deviation_cell_version_in_sec: Some(3600),
+        ..Default::default()
+    };
+    create(&client, "ttl", options, false).await;
+    let t = now();
+    client
+        .write_row(
+            "ttl",
+            &put_version(id(1), t - 120_000, 1),
+            RowExistence::Ignore,
+        )
+        .await
+        .unwrap();
+    client
+        .write_row("ttl", &put_version(id(2), t, 2), RowExistence::Ignore)
+        .await
+        .unwrap();
+    let read = ReadOptions::default();
+    assert_eq!(client.get_row("ttl", &id(1), &read).await.unwrap(), None);
+    assert!(
+        client
+            .get_row("ttl", &id(2), &read)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let err = client
+        .write_row(
+            "ttl",
+            &put_version(id(3), t - 7_200_000, 3),
+            RowExistence::Ignore,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("OTSParameterInvalid"));
+    assert!(err.to_string().contains("max time deviation"), "{err}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conditions_and_auto_increment() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let client = common::client(server.endpoint());
+    create(&client, "auto", TableOptions::default(), true).await;
+    let auto_key = PrimaryKey(vec![
+        PrimaryKeyColumn {
+            name: "id".into(),
+            value: PrimaryKeyValue::Integer(7),
+        },
+        PrimaryKeyColumn {
+            name: "seq".into(),
+            value: PrimaryKeyValue::AutoIncrement,
+        },
+    ]);
+    let put = RowChange::Put {
+        primary_key: auto_key,
+        cells: vec![],
+    };
+    for _ in 0..3 {
+        client
+            .write_row("auto", &put, RowExistence::ExpectNotExist)
+            .await
+            .unwrap();
+    }
+    let rows = client
+        .get_range(RangeQuery {
+            table: "auto".into(),
+            start: PrimaryKey(vec![
+                PrimaryKeyColumn {
+                    name: "id".into(),
+                    value: PrimaryKeyValue::InfMin,
+                },
+                PrimaryKeyColumn {
+                    name: "seq".into(),
+                    value: PrimaryKeyValue::InfMin,
+                },
+            ]),
+            end: PrimaryKey(vec![
+                PrimaryKeyColumn {
+                    name: "id".into(),
+                    value: PrimaryKeyValue::InfMax,
+                },
+                PrimaryKeyColumn {
+                    name: "seq".into(),
+                    value: PrimaryKeyValue::InfMax,
+                },
+            ]),
+            backward: false,
+            limit: None,
+            page_size: None,
+            options: ReadOptions::default(),
+        })
+        .collect_all()
+        .await
+        .unwrap();
+    let seqs: Vec<_> = rows
+        .iter()
+        .map(|r| r.primary_key.0[1].value.clone())
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=3).map(PrimaryKeyValue::Integer).collect::<Vec<_>>()
+    );
+
+    let fixed = rows[0].primary_key.clone();
+    let err = client
+        .write_row(
+            "auto",
+            &RowChange::Delete {
+                primary_key: PrimaryKey(vec![
+                    fixed.0[0].clone(),
+                    PrimaryKeyColumn {
+                        name: "seq".into(),
+                        value: PrimaryKeyValue::Integer(99),
+                    },
+                ]),
+            },
+            RowExistence::ExpectExist,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("OTSConditionCheckFail"));
+    client
+        .write_row(
+            "auto",
+            &RowChange::Delete { primary_key: fixed },
+            RowExistence::ExpectExist,
+        )
+        .await
+        .unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_write_reports_rows_and_split_points_cover_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let client = common::client(server.endpoint());
+    create(&client, "big", TableOptions::default(), false).await;
+    let t = now();
+    for batch in 0..10 {
+        let changes: Vec<_> = (0..200)
+            .map(|i| put_version(id(batch * 200 + i), t, i))
+            .collect();
+        let outcomes = client.batch_write_row("big", &changes).await.unwrap();
+        assert!(outcomes.iter().all(Result::is_ok));
+    }
+    // A bad row fails alone; the rest of the batch is applied.
+    let mixed = vec![
+        put_version(id(5000), t, 1),
+        put_version(id(5001), t - 10_000_000_000, 1),
+        put_version(id(5002), t, 1),
+    ];
+    let outcomes = client.batch_write_row("big", &mixed).await.unwrap();
+    assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
+    assert_eq!(
+        outcomes[1].as_ref().unwrap_err().code(),
+        Some("OTSParameterInvalid")
+    );
+
+    // Duplicate keys in one request are refused whole, as the service does.
+    let dup = vec![put_version(id(1), t, 1), put_version(id(1), t, 2)];
+    let err = client.batch_write_row("big", &dup).await.unwrap_err();
+    assert_eq!(err.code(), Some("OTSParameterInvalid"));
+
+    let split = client
+        .compute_split_points_by_size("big", 8 * 1024)
+        .await
+        .unwrap();
+    assert!(split.points.len() >= 3, "{} points", split.points.len());
+    assert!(split.points.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(split.schema[0].name, "id");
+    server.shutdown().await;
+}

@@ -264,12 +264,13 @@ fn check_response(
         return Ok(());
     }
     if let Some(authorization) = find(auth::HEADER_AUTHORIZATION) {
-        let signature = auth::response_signature(
+        let expected = auth::response_authorization(
             path,
             headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            access_key_id,
             signing_key,
         );
-        if authorization != format!("OTS {access_key_id}:{signature}") {
+        if authorization != expected {
             return Err(invalid("response signature does not verify".into()));
         }
     }

@@ -194,17 +194,16 @@ pub fn response_signature<'a>(
     hmac_sha1(secret, &to_sign)
 }
 
-/// The `Authorization` response header value: `OTS <access key id>:<signature>`.
+/// The `Authorization` response header value, `OTS <access key id>:<signature>`, for a
+/// response with these `x-ots-*` headers; `signing_key` is the one the request was signed with.
 pub fn response_authorization<'a>(
     path: &str,
     headers: impl IntoIterator<Item = (&'a str, &'a str)>,
-    credentials: &Credentials,
+    access_key_id: &str,
+    signing_key: &str,
 ) -> String {
-    format!(
-        "OTS {}:{}",
-        credentials.access_key_id,
-        response_signature(path, headers, &credentials.access_key_secret)
-    )
+    let signature = response_signature(path, headers, signing_key);
+    format!("OTS {access_key_id}:{signature}")
 }
 
 /// Every header a signed request carries, signature included.
@@ -283,20 +282,18 @@ pub fn sign_response<'a>(
             .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned())),
     )
     .collect();
-    let signature = response_signature(
+    let authorization = response_authorization(
         path,
         headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        access_key_id,
         signing_key,
     );
-    headers.push((
-        HEADER_AUTHORIZATION.to_owned(),
-        format!("OTS {access_key_id}:{signature}"),
-    ));
+    headers.push((HEADER_AUTHORIZATION.to_owned(), authorization));
     headers
 }
 
 /// What a verified request proved about its sender.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct VerifiedRequest {
     /// The access key that signed it.
     pub access_key_id: String,
@@ -305,6 +302,17 @@ pub struct VerifiedRequest {
     /// The key the response must be signed with ([`sign_response`]): the secret for V2, the
     /// derived key for V4.
     pub signing_key: String,
+}
+
+impl std::fmt::Debug for VerifiedRequest {
+    // A V2 signing key is the secret itself; it must never reach logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedRequest")
+            .field("access_key_id", &self.access_key_id)
+            .field("instance_name", &self.instance_name)
+            .field("signing_key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Checks a request's headers, body digest, date and signature (server side), accepting a V4
@@ -487,6 +495,8 @@ mod tests {
     fn v2_verification_yields_the_secret_as_response_key() {
         let now = Utc::now();
         let headers = signed(b"", now);
-        assert_eq!(verify(&headers, b"", now).unwrap().signing_key, "secret");
+        let verified = verify(&headers, b"", now).unwrap();
+        assert_eq!(verified.signing_key, "secret");
+        assert!(!format!("{verified:?}").contains("secret"));
     }
 }

@@ -1,13 +1,21 @@
-//! Any byte string either decodes or is rejected with an error; a decoded buffer re-encodes
-//! to rows that decode to the same value.
+//! Any byte string either decodes or is rejected with an error, never a panic; a decoded buffer
+//! re-encodes to bytes that decode to the same rows. The typed decoders (read rows, row
+//! changes, stream record rows) run on the same input so their shape checks are fuzzed too.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ots_protocol::plainbuffer;
+use ots_protocol::plainbuffer::{self, RowChangeKind};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(rows) = plainbuffer::decode(data) {
         let again = plainbuffer::decode(&plainbuffer::encode(&rows)).expect("re-encoded rows decode");
         assert_eq!(format!("{again:?}"), format!("{rows:?}"));
+    }
+    let _ = plainbuffer::decode_rows(data);
+    let _ = plainbuffer::decode_primary_key(data);
+    let _ = plainbuffer::decode_stream_origin_cells(data);
+    for kind in [RowChangeKind::Put, RowChangeKind::Update, RowChangeKind::Delete] {
+        let _ = plainbuffer::decode_row_change(data, kind);
+        let _ = plainbuffer::decode_stream_record_row(data, kind);
     }
 });

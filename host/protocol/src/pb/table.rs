@@ -426,6 +426,13 @@ pub struct WriteRowResponse {
     pub row: Option<Vec<u8>>,
 }
 
+/// The answer to PutRow (the proto's `PutRowResponse`, identical on the wire).
+pub type PutRowResponse = WriteRowResponse;
+/// The answer to UpdateRow (the proto's `UpdateRowResponse`, identical on the wire).
+pub type UpdateRowResponse = WriteRowResponse;
+/// The answer to DeleteRow (the proto's `DeleteRowResponse`, identical on the wire).
+pub type DeleteRowResponse = WriteRowResponse;
+
 /// PutRow: replaces one row.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct PutRowRequest {

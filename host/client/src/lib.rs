@@ -171,13 +171,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Transport(format!("{path}: {}", error_chain(&e))))?
             .to_vec();
-        let header = |name: &str| {
-            response_headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
-        let request_id = header(auth::HEADER_REQUEST_ID).map(str::to_owned);
+        let request_id = find_header(&response_headers, auth::HEADER_REQUEST_ID).map(str::to_owned);
         check_response(
             path,
             status,
@@ -223,12 +217,7 @@ fn check_response(
     signing_key: &str,
 ) -> Result<(), ClientError> {
     let invalid = |what: String| ClientError::InvalidResponse(format!("{path}: {what}"));
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    };
+    let find = |name: &str| find_header(headers, name);
     let success = (200..300).contains(&status);
     if success {
         for name in [
@@ -275,6 +264,13 @@ fn check_response(
         }
     }
     Ok(())
+}
+
+fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

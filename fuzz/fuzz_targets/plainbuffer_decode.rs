@@ -8,13 +8,18 @@ use ots_protocol::plainbuffer::{self, RowChangeKind};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(rows) = plainbuffer::decode(data) {
-        let again = plainbuffer::decode(&plainbuffer::encode(&rows)).expect("re-encoded rows decode");
+        let again =
+            plainbuffer::decode(&plainbuffer::encode(&rows)).expect("re-encoded rows decode");
         assert_eq!(format!("{again:?}"), format!("{rows:?}"));
     }
     let _ = plainbuffer::decode_rows(data);
     let _ = plainbuffer::decode_primary_key(data);
     let _ = plainbuffer::decode_stream_origin_cells(data);
-    for kind in [RowChangeKind::Put, RowChangeKind::Update, RowChangeKind::Delete] {
+    for kind in [
+        RowChangeKind::Put,
+        RowChangeKind::Update,
+        RowChangeKind::Delete,
+    ] {
         let _ = plainbuffer::decode_row_change(data, kind);
         let _ = plainbuffer::decode_stream_record_row(data, kind);
     }

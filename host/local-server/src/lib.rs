@@ -8,6 +8,7 @@ pub mod api;
 pub mod http;
 pub mod keys;
 pub mod store;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

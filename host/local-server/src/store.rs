@@ -11,7 +11,7 @@ use std::path::Path;
 
 use ots_protocol::error::ErrorCode;
 use ots_protocol::model::{
-    Cell, ColumnOp, PrimaryKey, PrimaryKeyValue, Row, RowChange, RowExistence, Value,
+    Cell, ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyValue, Row, RowChange, RowExistence, Value,
 };
 use ots_protocol::pb::table::{CreateTableRequest, PrimaryKeyOption, PrimaryKeyType};
 use ots_protocol::plainbuffer;
@@ -19,6 +19,7 @@ use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::keys;
+use crate::stream::{self, LoggedRecord, Partition};
 
 const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog");
 const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
@@ -187,6 +188,8 @@ impl Store {
         txn.open_table(CATALOG)?;
         txn.open_table(ROWS)?;
         txn.open_table(COUNTERS)?;
+        txn.open_table(stream::PARTITIONS)?;
+        txn.open_table(stream::LOG)?;
         txn.commit()?;
         Ok(Self { db })
     }
@@ -297,6 +300,9 @@ impl Store {
             let end = keys::table_end(name);
             rows.retain_in(start.as_slice()..end.as_slice(), |_, _| false)?;
             txn.open_table(COUNTERS)?.remove(name)?;
+            txn.open_table(stream::PARTITIONS)?.remove(name)?;
+            txn.open_table(stream::LOG)?
+                .retain_in(start.as_slice()..end.as_slice(), |_, _| false)?;
         }
         txn.commit()?;
         Ok(())
@@ -338,6 +344,15 @@ impl Store {
         {
             let mut rows = txn.open_table(ROWS)?;
             let mut counters = txn.open_table(COUNTERS)?;
+            let mut log = txn.open_table(stream::LOG)?;
+            let mut appender = match info.stream_enabled() {
+                true => Some(stream::Appender::new(
+                    &txn.open_table(stream::PARTITIONS)?,
+                    table,
+                    now_ms,
+                )?),
+                false => None,
+            };
             for (change, existence) in ops {
                 let result = apply(
                     &info,
@@ -348,7 +363,10 @@ impl Store {
                     existence,
                     now_ms,
                 );
-                results.push(result);
+                results.push(match (result, &mut appender) {
+                    (Ok(effective), Some(appender)) => appender.append(&mut log, &effective),
+                    (result, _) => result.map(drop),
+                });
             }
         }
         txn.commit()?;
@@ -433,6 +451,83 @@ impl Store {
             }
         }
         Ok(RangePage { rows, next_start })
+    }
+
+    /// The table's partitions, closed ones included.
+    pub fn partitions(&self, table: &str) -> Result<Vec<Partition>, ApiError> {
+        self.table(table)?;
+        let txn = self.db.begin_read()?;
+        stream::load_partitions(&txn.open_table(stream::PARTITIONS)?, table)
+    }
+
+    /// Up to `max` records of a partition's log after sequence number `after`, and the log's
+    /// last sequence number.
+    pub fn read_log(
+        &self,
+        table: &str,
+        partition: u32,
+        after: u64,
+        max: usize,
+    ) -> Result<(Vec<LoggedRecord>, u64), ApiError> {
+        let txn = self.db.begin_read()?;
+        let log = txn.open_table(stream::LOG)?;
+        let start = stream::log_key(table, partition, after.saturating_add(1));
+        let end = stream::log_key(table, partition, u64::MAX);
+        let mut records = Vec::new();
+        for entry in log.range(start.as_slice()..=end.as_slice())?.take(max) {
+            let (k, v) = entry?;
+            records.push(stream::decode_entry(k.value(), v.value())?);
+        }
+        Ok((records, stream::head(&log, table, partition)?))
+    }
+
+    /// Splits an open partition at `at` (which must lie strictly inside it): the partition is
+    /// closed and two children cover its range. Returns the children's ids.
+    pub fn split_partition(
+        &self,
+        table: &str,
+        partition: u32,
+        at: &PrimaryKey,
+    ) -> Result<(u32, u32), ApiError> {
+        let info = self.table(table)?;
+        check_primary_key(&info, at, false)?;
+        let key = keys::encode(table, at);
+        let point = key[table.len() + 1..].to_vec();
+        let txn = self.db.begin_write()?;
+        let children = {
+            let mut stored = txn.open_table(stream::PARTITIONS)?;
+            let mut partitions = stream::load_partitions(&stored, table)?;
+            let next_id = partitions.iter().map(|p| p.id).max().unwrap_or(0) + 1;
+            let parent = partitions
+                .iter_mut()
+                .find(|p| p.id == partition && !p.closed)
+                .ok_or_else(|| ApiError::invalid(format!("No open partition {partition}.")))?;
+            if point <= parent.begin || (!parent.end.is_empty() && point >= parent.end) {
+                return Err(ApiError::invalid(
+                    "The split point is not strictly inside the partition.",
+                ));
+            }
+            parent.closed = true;
+            let (begin, end) = (parent.begin.clone(), parent.end.clone());
+            partitions.push(Partition {
+                id: next_id,
+                begin,
+                end: point.clone(),
+                parents: vec![partition],
+                closed: false,
+            });
+            partitions.push(Partition {
+                id: next_id + 1,
+                begin: point,
+                end,
+                parents: vec![partition],
+                closed: false,
+            });
+            stream::save_partitions(&mut stored, table, &partitions)?;
+            (next_id, next_id + 1)
+        };
+        txn.commit()?;
+        Ok(children)
     }
 
     /// Split points dividing the table into ranges of about `split_size` bytes of stored rows.
@@ -576,6 +671,9 @@ fn project(mut row: Row, info: &TableInfo, spec: &ReadSpec, now_ms: i64) -> Opti
     Some(row)
 }
 
+/// Applies one change inside a write transaction. Returns the change as it took effect:
+/// server-assigned timestamps and auto-increment values filled in, increments resolved to
+/// puts of their result (what the stream records).
 fn apply(
     info: &TableInfo,
     table: &str,
@@ -584,7 +682,7 @@ fn apply(
     change: RowChange,
     existence: RowExistence,
     now_ms: i64,
-) -> Result<(), ApiError> {
+) -> Result<RowChange, ApiError> {
     let mut change = change;
     assign_auto_increment(info, table, counters, &mut change)?;
     check_primary_key(info, change.primary_key(), false)?;
@@ -608,38 +706,47 @@ fn apply(
             "Invalid condition: EXPECT_NOT_EXIST while updating row.",
         ));
     }
-    let new_row = match change {
-        RowChange::Delete { .. } => None,
-        RowChange::Put { primary_key, cells } => Some(Row {
-            primary_key,
-            cells: cells
+    let (new_row, effective) = match change {
+        RowChange::Delete { primary_key } => (None, RowChange::Delete { primary_key }),
+        RowChange::Put { primary_key, cells } => {
+            let cells: Vec<Cell> = cells
                 .into_iter()
                 .map(|c| Cell {
                     timestamp: Some(c.timestamp.unwrap_or(now_ms)),
                     ..c
                 })
-                .collect(),
-        }),
+                .collect();
+            let row = Row {
+                primary_key: primary_key.clone(),
+                cells: cells.clone(),
+            };
+            (Some(row), RowChange::Put { primary_key, cells })
+        }
         RowChange::Update {
             primary_key,
             updates,
         } => {
             let mut cells = existing.map(|r| r.cells).unwrap_or_default();
+            let mut effective = Vec::with_capacity(updates.len());
             for update in updates {
-                match update.op {
+                let op = match update.op {
                     ColumnOp::Put { value, timestamp } => {
                         let ts = timestamp.unwrap_or(now_ms);
-                        cells.retain(|c| !(c.name == update.name && c.timestamp == Some(ts)));
-                        cells.push(Cell {
-                            name: update.name,
+                        put_version(&mut cells, &update.name, value.clone(), ts);
+                        ColumnOp::Put {
                             value,
                             timestamp: Some(ts),
-                        });
+                        }
                     }
                     ColumnOp::DeleteOneVersion { timestamp } => {
-                        cells.retain(|c| !(c.name == update.name && c.timestamp == Some(timestamp)))
+                        cells
+                            .retain(|c| !(c.name == update.name && c.timestamp == Some(timestamp)));
+                        ColumnOp::DeleteOneVersion { timestamp }
                     }
-                    ColumnOp::DeleteAllVersions => cells.retain(|c| c.name != update.name),
+                    ColumnOp::DeleteAllVersions => {
+                        cells.retain(|c| c.name != update.name);
+                        ColumnOp::DeleteAllVersions
+                    }
                     ColumnOp::Increment { delta } => {
                         let current = cells
                             .iter()
@@ -654,15 +761,28 @@ fn apply(
                             })
                             .transpose()?
                             .unwrap_or(0);
-                        cells.push(Cell {
-                            name: update.name,
-                            value: Value::Integer(current.wrapping_add(delta)),
+                        let value = Value::Integer(current.wrapping_add(delta));
+                        put_version(&mut cells, &update.name, value.clone(), now_ms);
+                        ColumnOp::Put {
+                            value,
                             timestamp: Some(now_ms),
-                        });
+                        }
                     }
-                }
+                };
+                effective.push(ColumnUpdate {
+                    name: update.name,
+                    op,
+                });
             }
-            Some(Row { primary_key, cells })
+            let row = Row {
+                primary_key: primary_key.clone(),
+                cells,
+            };
+            let change = RowChange::Update {
+                primary_key,
+                updates: effective,
+            };
+            (Some(row), change)
         }
     };
     match new_row {
@@ -671,14 +791,13 @@ fn apply(
         }
         Some(mut row) => {
             normalize(&mut row.cells, info.max_versions());
-            if row
+            let columns = row
                 .cells
                 .iter()
                 .map(|c| &c.name)
                 .collect::<std::collections::HashSet<_>>()
-                .len()
-                > MAX_COLUMNS_PER_ROW
-            {
+                .len();
+            if columns > MAX_COLUMNS_PER_ROW {
                 return Err(ApiError::new(
                     ErrorCode::OutOfColumnCountLimit,
                     format!("The number of columns exceeds the limit: {MAX_COLUMNS_PER_ROW}."),
@@ -687,7 +806,17 @@ fn apply(
             rows.insert(key.as_slice(), plainbuffer::encode_rows(&[row]).as_slice())?;
         }
     }
-    Ok(())
+    Ok(effective)
+}
+
+/// Writes one version of a column, replacing a version with the same timestamp.
+fn put_version(cells: &mut Vec<Cell>, name: &str, value: Value, timestamp: i64) {
+    cells.retain(|c| !(c.name == name && c.timestamp == Some(timestamp)));
+    cells.push(Cell {
+        name: name.to_owned(),
+        value,
+        timestamp: Some(timestamp),
+    });
 }
 
 /// Sorts cells by name, newest version first, and drops versions beyond `max_versions`.

@@ -10,6 +10,8 @@ pub mod apply;
 pub mod config;
 pub mod metrics;
 pub mod monitor;
+pub mod pipeline;
 pub mod setup;
 pub mod verify;
+pub mod worker;
 pub mod writer;

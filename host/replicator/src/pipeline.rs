@@ -1,0 +1,192 @@
+//! One replication run: set up the destination and the tunnel, consume the tunnel with the
+//! processor, write durably, and stop at the end time or on shutdown.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ots_client::ClientError;
+
+use crate::apply::{BatchApplier, EndTracker, RecordTransform};
+use crate::config::ReplicatorConfig;
+use crate::metrics::{self, Metrics, MetricsSnapshot};
+use crate::monitor;
+use crate::setup::{self, SetupError};
+use crate::worker::{self, WorkerError};
+use crate::writer::RowWriter;
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A client could not be built from the config.
+    #[error("cannot build a client for {side} endpoint: {source}")]
+    Client {
+        /// "source" or "destination".
+        side: &'static str,
+        /// The failure.
+        source: ClientError,
+    },
+    /// Table or tunnel set-up failed.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The metrics endpoint could not listen.
+    #[error("cannot serve metrics on {listen}: {source}")]
+    Metrics {
+        /// The address.
+        listen: std::net::SocketAddr,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The tunnel worker failed.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Every channel passed the end time.
+    EndTime,
+    /// The caller asked to stop.
+    Shutdown,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    /// The tunnel consumed.
+    pub tunnel_name: String,
+    /// Its id.
+    pub tunnel_id: String,
+    /// Why the run ended.
+    pub reason: StopReason,
+    /// Counters at the end.
+    pub metrics: MetricsSnapshot,
+    /// How long the run took.
+    pub elapsed: Duration,
+    /// Where metrics were served, if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = &self.metrics;
+        write!(
+            f,
+            "tunnel {} {} after {:.1}s: {} full-copy rows, {} records read, {} dropped by the processor, {} rows written ({} retried) in {} batches",
+            self.tunnel_name,
+            match self.reason {
+                StopReason::EndTime => "reached the end time",
+                StopReason::Shutdown => "stopped on request",
+            },
+            self.elapsed.as_secs_f64(),
+            m.base_records_applied,
+            m.records_read,
+            m.records_dropped,
+            m.rows_written,
+            m.rows_retried,
+            m.batches_written,
+        )
+    }
+}
+
+/// Runs a replication until every channel passes the config's end time, or — without an end
+/// time, or earlier — until `shutdown` resolves. Checkpoints are written only after the rows
+/// they cover are durable, so a later run resumes where this one stopped.
+pub async fn replicate(
+    config: &ReplicatorConfig,
+    transform: Arc<dyn RecordTransform>,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<RunSummary, PipelineError> {
+    let started = Instant::now();
+    let source = config
+        .source
+        .client()
+        .map_err(|source| PipelineError::Client {
+            side: "source",
+            source,
+        })?;
+    let destination = config
+        .destination
+        .client()
+        .map_err(|source| PipelineError::Client {
+            side: "destination",
+            source,
+        })?;
+    setup::ensure_destination_table(
+        &source,
+        &config.source.table_name,
+        &destination,
+        &config.destination.table_name,
+    )
+    .await?;
+    let tunnel_id =
+        setup::ensure_tunnel(&source, &config.source.table_name, &config.tunnel_name).await?;
+    tracing::info!(
+        source = %config.source.table_name,
+        destination = %config.destination.table_name,
+        tunnel = %config.tunnel_name,
+        %tunnel_id,
+        end_time = ?config.end_time,
+        "replication starting"
+    );
+
+    let metrics_server = match config.metrics_listen {
+        Some(listen) => Some(
+            metrics::serve(listen, metrics.clone())
+                .await
+                .map_err(|source| PipelineError::Metrics { listen, source })?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_server.as_ref().map(|(addr, _)| *addr);
+    if let Some(addr) = metrics_addr {
+        tracing::info!(%addr, "serving Prometheus metrics on /metrics");
+    }
+
+    let ends = Arc::new(EndTracker::default());
+    let applier = Arc::new(BatchApplier::new(
+        transform,
+        RowWriter::new(
+            destination,
+            config.destination.table_name.clone(),
+            config.batch_write_count,
+            metrics.clone(),
+        ),
+        config.end_time,
+        metrics.clone(),
+        ends.clone(),
+    ));
+    let worker = worker::start(source.clone(), tunnel_id.clone(), applier, &config.tuning).await?;
+    let watch = monitor::monitor(
+        source,
+        config.source.table_name.clone(),
+        config.tunnel_name.clone(),
+        config.end_time,
+        config.tuning.monitor_interval,
+        metrics.clone(),
+        ends,
+    );
+    let outcome = tokio::select! {
+        _ = watch => Ok(StopReason::EndTime),
+        _ = shutdown => Ok(StopReason::Shutdown),
+        failure = worker.failed() => Err(failure),
+    };
+    worker.stop().await;
+    if let Some((_, task)) = metrics_server {
+        task.abort();
+    }
+    let reason = outcome?;
+    let summary = RunSummary {
+        tunnel_name: config.tunnel_name.clone(),
+        tunnel_id,
+        reason,
+        metrics: metrics.snapshot(),
+        elapsed: started.elapsed(),
+        metrics_addr,
+    };
+    tracing::info!(%summary, "replication finished");
+    Ok(summary)
+}

@@ -99,6 +99,16 @@ pub enum ProcessorSource {
     File(PathBuf),
 }
 
+/// Keys of both the `ots-reader` and the `ots-writer` section.
+const ENDPOINT_KEYS: &[&str] = &[
+    "endpoint",
+    "instanceName",
+    "tableName",
+    "accessId",
+    "accessKey",
+    "securityToken",
+];
+
 /// The names of the guests shipped with the tool.
 pub const BUILTIN_PROCESSORS: [&str; 3] = ["replicate", "filter", "rename"];
 
@@ -224,16 +234,24 @@ impl ReplicatorConfig {
 
     fn from_value(root: Value) -> Result<Self, ConfigError> {
         let mut root = Section::new("", root)?;
+        root.allow(&[
+            "ots-reader",
+            "ots-writer",
+            "processor",
+            "metrics",
+            "replicator",
+        ])?;
         let mut reader = root.section("ots-reader")?;
+        reader.allow(&[ENDPOINT_KEYS, &["tunnelName", "endTime"]].concat())?;
         let source = table_endpoint(&mut reader)?;
         let tunnel_name = reader.string("tunnelName")?;
         let end_time = reader
             .optional_string("endTime")?
             .map(|text| parse_end_time(&text).map_err(|p| key_error(reader.path("endTime"), p)))
             .transpose()?;
-        reader.finish()?;
 
         let mut writer = root.section("ots-writer")?;
+        writer.allow(&[ENDPOINT_KEYS, &["batchWriteCount"]].concat())?;
         let destination = table_endpoint(&mut writer)?;
         let batch_write_count = match writer.optional_integer("batchWriteCount")? {
             None => DEFAULT_BATCH_WRITE_COUNT,
@@ -245,21 +263,20 @@ impl ReplicatorConfig {
                 ));
             }
         };
-        writer.finish()?;
 
         let processor = match root.optional_section("processor")? {
             None => ProcessorConfig::default(),
             Some(mut section) => {
-                let config = processor_config(&mut section)?;
-                section.finish()?;
-                config
+                section.allow(&["name", "file", "options", "guest_dir"])?;
+                processor_config(&mut section)?
             }
         };
 
         let metrics_listen = match root.optional_section("metrics")? {
             None => None,
             Some(mut section) => {
-                let listen = section
+                section.allow(&["listen"])?;
+                section
                     .optional_string("listen")?
                     .map(|text| {
                         text.parse::<SocketAddr>().map_err(|e| {
@@ -269,15 +286,14 @@ impl ReplicatorConfig {
                             )
                         })
                     })
-                    .transpose()?;
-                section.finish()?;
-                listen
+                    .transpose()?
             }
         };
 
         let tuning = match root.optional_section("replicator")? {
             None => Tuning::default(),
             Some(mut section) => {
+                section.allow(&["monitorIntervalSecs", "clientTag", "heartbeatTimeoutSecs"])?;
                 let defaults = Tuning::default();
                 let tuning = Tuning {
                     monitor_interval: section
@@ -288,11 +304,9 @@ impl ReplicatorConfig {
                         .optional_seconds("heartbeatTimeoutSecs")?
                         .unwrap_or(defaults.heartbeat_timeout),
                 };
-                section.finish()?;
                 tuning
             }
         };
-        root.finish()?;
 
         Ok(Self {
             source,
@@ -517,12 +531,39 @@ impl Section {
         }
     }
 
-    fn finish(self) -> Result<(), ConfigError> {
-        match self.map.keys().next() {
-            None => Ok(()),
-            Some(key) => Err(key_error(self.path(key), "is not a known key")),
+    /// Rejects any key not in `known`, suggesting the known key it most resembles.
+    fn allow(&self, known: &[&str]) -> Result<(), ConfigError> {
+        let Some(unknown) = self.map.keys().find(|k| !known.contains(&k.as_str())) else {
+            return Ok(());
+        };
+        let hint = known
+            .iter()
+            .filter(|k| !self.map.contains_key(**k))
+            .map(|k| (edit_distance(&unknown.to_lowercase(), &k.to_lowercase()), k))
+            .filter(|(d, _)| *d <= 3)
+            .min()
+            .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_default();
+        Err(key_error(
+            self.path(unknown),
+            format!("is not a known key{hint}; known keys: {}", known.join(", ")),
+        ))
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
         }
     }
+    row[b.len()]
 }
 
 fn describe(value: &Value) -> String {
@@ -602,15 +643,22 @@ mod tests {
             error(&too_big, Format::Json),
             "config key `ots-writer.batchWriteCount`: must be between 1 and 200, got 500"
         );
-        let unknown = GUIDE_JSON.replace("\"tunnelName\"", "\"tunelName\"");
+        let misspelt = GUIDE_JSON.replace("\"tunnelName\"", "\"tunelName\"");
         assert_eq!(
-            error(&unknown, Format::Json),
+            error(&misspelt, Format::Json),
+            "config key `ots-reader.tunelName`: is not a known key (did you mean `tunnelName`?); \
+             known keys: endpoint, instanceName, tableName, accessId, accessKey, securityToken, \
+             tunnelName, endTime"
+        );
+        let missing = GUIDE_JSON.replace(r#""tunnelName": "t1","#, "");
+        assert_eq!(
+            error(&missing, Format::Json),
             "config key `ots-reader.tunnelName`: is required"
         );
         let extra = GUIDE_JSON.replace("\"batchWriteCount\"", "\"bogus\": 1, \"batchWriteCount\"");
-        assert_eq!(
-            error(&extra, Format::Json),
-            "config key `ots-writer.bogus`: is not a known key"
+        assert!(
+            error(&extra, Format::Json)
+                .starts_with("config key `ots-writer.bogus`: is not a known key; known keys:")
         );
         let bad_time = GUIDE_JSON.replace("2026-11-24 20:00:00", "2026/11/24");
         assert!(

@@ -295,7 +295,7 @@ impl ReplicatorConfig {
             Some(mut section) => {
                 section.allow(&["monitorIntervalSecs", "clientTag", "heartbeatTimeoutSecs"])?;
                 let defaults = Tuning::default();
-                let tuning = Tuning {
+                Tuning {
                     monitor_interval: section
                         .optional_seconds("monitorIntervalSecs")?
                         .unwrap_or(defaults.monitor_interval),
@@ -303,8 +303,7 @@ impl ReplicatorConfig {
                     heartbeat_timeout: section
                         .optional_seconds("heartbeatTimeoutSecs")?
                         .unwrap_or(defaults.heartbeat_timeout),
-                };
-                tuning
+                }
             }
         };
 

@@ -95,10 +95,39 @@ fn single_write(state: &ServerState, table: &str, op: WriteOp) -> Result<Vec<u8>
     .encode_to_vec())
 }
 
+/// Local-server administration: split a partition of a table with a stream, so that parent
+/// and child partitions (and their channels) can be exercised. Signed like every request.
+#[derive(Clone, PartialEq, Message)]
+pub struct SplitPartitionRequest {
+    /// Table to split.
+    #[prost(string, tag = "1")]
+    pub table_name: String,
+    /// The open partition to split.
+    #[prost(uint32, tag = "2")]
+    pub partition_id: u32,
+    /// PlainBuffer primary key where the right child begins.
+    #[prost(bytes = "vec", tag = "3")]
+    pub split_point: Vec<u8>,
+}
+
+/// The children of a split partition.
+#[derive(Clone, PartialEq, Message)]
+pub struct SplitPartitionResponse {
+    /// Partition id of `[begin, split point)`.
+    #[prost(uint32, tag = "1")]
+    pub left: u32,
+    /// Partition id of `[split point, end)`.
+    #[prost(uint32, tag = "2")]
+    pub right: u32,
+}
+
 /// Runs one API call; `path` is the request path (`/PutRow`, ...).
 pub fn dispatch(state: &ServerState, path: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let store = &state.store;
     let api = path.trim_start_matches('/');
+    if let Some(call) = api.strip_prefix("tunnel/") {
+        return state.tunnels.dispatch(store, call, body);
+    }
     Ok(match api {
         "CreateTable" => {
             let request: CreateTableRequest = decode(api, body)?;
@@ -309,6 +338,13 @@ pub fn dispatch(state: &ServerState, path: &str, body: &[u8]) -> Result<Vec<u8>,
             BatchGetRowResponse { tables }.encode_to_vec()
         }
         "BatchWriteRow" => batch_write_row(state, decode(api, body)?)?,
+        "admin/SplitPartition" => {
+            let request: SplitPartitionRequest = decode(api, body)?;
+            let at = primary_key(&request.split_point)?;
+            let (left, right) =
+                store.split_partition(&request.table_name, request.partition_id, &at)?;
+            SplitPartitionResponse { left, right }.encode_to_vec()
+        }
         "ComputeSplitPointsBySize" => {
             let request: ComputeSplitPointsBySizeRequest = decode(api, body)?;
             if request.split_size <= 0 {

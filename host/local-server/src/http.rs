@@ -38,6 +38,8 @@ pub struct ServerState {
     pub access_keys: HashMap<String, String>,
     /// Injected failures.
     pub faults: FaultConfig,
+    /// The tunnel service.
+    pub tunnels: crate::tunnel::TunnelService,
 }
 
 /// Builds the router serving every API.

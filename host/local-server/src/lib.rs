@@ -9,6 +9,7 @@ pub mod http;
 pub mod keys;
 pub mod store;
 pub mod stream;
+pub mod tunnel;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -101,6 +102,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         instance_name: config.instance_name,
         access_keys: config.access_keys.into_iter().collect::<HashMap<_, _>>(),
         faults: config.faults,
+        tunnels: tunnel::TunnelService::default(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

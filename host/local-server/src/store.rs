@@ -190,8 +190,14 @@ impl Store {
         txn.open_table(COUNTERS)?;
         txn.open_table(stream::PARTITIONS)?;
         txn.open_table(stream::LOG)?;
+        txn.open_table(crate::tunnel::TUNNELS)?;
         txn.commit()?;
         Ok(Self { db })
+    }
+
+    /// The database, for the tunnel service's own tables.
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
     }
 
     /// Creates a table after validating and normalizing its definition.

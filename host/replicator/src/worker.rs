@@ -146,16 +146,23 @@ async fn heartbeat_loop(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>)
     let mut channels: HashMap<String, LocalChannel> = HashMap::new();
     let mut failures = 0u32;
     loop {
+        // A status the client changes is reported with the next version, as the SDKs do.
+        for channel in channels.values_mut() {
+            if channel.status == ChannelStatus::Open && channel.finished.load(Ordering::Relaxed) {
+                channel.status = ChannelStatus::Terminated;
+                channel.version += 1;
+            }
+            if channel.status == ChannelStatus::Closing && channel.task.is_finished() {
+                channel.status = ChannelStatus::Close;
+                channel.version += 1;
+            }
+        }
         let report: Vec<Channel> = channels
             .iter()
             .map(|(id, c)| Channel {
                 channel_id: id.clone(),
                 version: c.version,
-                status: if c.finished.load(Ordering::Relaxed) {
-                    ChannelStatus::Terminated
-                } else {
-                    c.status
-                } as i32,
+                status: c.status as i32,
                 detail: None,
             })
             .collect();
@@ -207,11 +214,15 @@ async fn reconcile(
                 let id = channel.channel_id.clone();
                 // A channel task that ended without finishing (a checkpoint could not be read
                 // or written) starts again from the stored checkpoint.
-                let alive = channels
-                    .get(&id)
-                    .is_some_and(|c| !c.task.is_finished() || c.finished.load(Ordering::Relaxed));
+                let alive = channels.get(&id).is_some_and(|c| {
+                    c.status != ChannelStatus::Open
+                        || !c.task.is_finished()
+                        || c.finished.load(Ordering::Relaxed)
+                });
                 if alive {
-                    if let Some(local) = channels.get_mut(&id) {
+                    if let Some(local) = channels.get_mut(&id)
+                        && local.status == ChannelStatus::Open
+                    {
                         local.version = channel.version;
                     }
                     continue;
@@ -238,9 +249,13 @@ async fn reconcile(
             }
             ChannelStatus::Closing => {
                 if let Some(local) = channels.get_mut(&channel.channel_id) {
+                    // Reported as CLOSE only once its batch in flight is done, so the next
+                    // owner never races a stale write.
                     let _ = local.stop.send(true);
-                    local.version = channel.version;
-                    local.status = ChannelStatus::Close;
+                    if local.status == ChannelStatus::Open {
+                        local.version = channel.version;
+                        local.status = ChannelStatus::Closing;
+                    }
                 }
             }
             ChannelStatus::Close | ChannelStatus::Terminated => {

@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 /// Tunnel stages during which the full copy (base data) is still running.
 const BASE_STAGES: [&str; 2] = ["InitBaseDataAndStreamShard", "ProcessBaseData"];
 
-/// Whether every live stream channel of the tunnel is past `end`: its consume point is after
+/// Whether every unfinished stream channel of the tunnel is past `end`: its consume point is after
 /// the end time, or a processor of this process met a record committed after it. False while
 /// the full copy runs or before any stream channel exists.
 pub fn end_reached(
@@ -30,12 +30,8 @@ pub fn end_reached(
         .channels
         .iter()
         .filter(|c| c.channel_type.as_deref() != Some("BaseData"))
-        .filter(|c| {
-            !matches!(
-                c.channel_status.as_deref(),
-                Some("TERMINATED") | Some("CLOSE")
-            )
-        })
+        // A CLOSE channel is only unowned for now; it still has to be consumed.
+        .filter(|c| c.channel_status.as_deref() != Some("TERMINATED"))
         .peekable();
     if stream_channels.peek().is_none() {
         return false;
@@ -130,6 +126,7 @@ mod tests {
                 channel("a", "Stream", "OPEN", Some(1001)),
                 channel("b", "Stream", "OPEN", Some(900)),
                 channel("old", "Stream", "TERMINATED", Some(10)),
+                channel("c", "Stream", "CLOSE", Some(2000)),
                 channel("base", "BaseData", "OPEN", None),
             ],
         );

@@ -1,0 +1,226 @@
+//! One channel's pipeline: a reader task that fetches the next page while the current one is
+//! processed, and a processing loop that checkpoints each batch after it is durable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ots_client::ClientError;
+use ots_client::tunnel::RecordPage;
+use ots_protocol::pb::tunnel::FINISH_TAG;
+use tokio::sync::{mpsc, watch};
+
+use crate::worker::{Shared, WorkerError};
+use crate::{ChannelProcessor, Flow, RecordBatch};
+
+/// How a channel's pipeline ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChannelEnd {
+    /// Every record was processed and the finish checkpoint stored.
+    Finished,
+    /// Stopped on request, moved to another worker, or held at an end time.
+    Stopped,
+}
+
+/// Whether an error means the channel (or this client) no longer belongs to us.
+fn lost(error: &ClientError) -> bool {
+    matches!(
+        error.code(),
+        Some("OTSResourceGone" | "OTSSequenceNumberNotMatch" | "OTSPermissionDenied")
+    )
+}
+
+pub(crate) async fn run<P: ChannelProcessor>(
+    shared: Arc<Shared>,
+    processor: Arc<P>,
+    channel: String,
+    mut stop: watch::Receiver<bool>,
+) -> ChannelEnd {
+    let end = pipeline(&shared, &*processor, &channel, &mut stop).await;
+    processor.channel_closed(&channel).await;
+    end
+}
+
+async fn pipeline<P: ChannelProcessor>(
+    shared: &Arc<Shared>,
+    processor: &P,
+    channel: &str,
+    stop: &mut watch::Receiver<bool>,
+) -> ChannelEnd {
+    let (token, mut sequence) = loop {
+        match shared
+            .client
+            .get_checkpoint(&shared.tunnel_id, &shared.client_id, channel)
+            .await
+        {
+            Ok(c) => break (c.checkpoint, c.sequence_number),
+            Err(e) if lost(&e) => return ChannelEnd::Stopped,
+            Err(e) => {
+                tracing::warn!(channel, error = %e, "GetCheckpoint failed; retrying");
+                if sleep_or_stop(shared.config.backoff(1), stop).await {
+                    return ChannelEnd::Stopped;
+                }
+            }
+        }
+    };
+    if token == FINISH_TAG {
+        return ChannelEnd::Finished;
+    }
+    // Capacity 1: one page waits while the previous one is processed (read-ahead).
+    let (pages, mut next) = mpsc::channel::<RecordPage>(1);
+    let reader = tokio::spawn(read_pages(
+        shared.clone(),
+        channel.to_owned(),
+        token,
+        pages,
+        stop.clone(),
+    ));
+    let end = loop {
+        let page = tokio::select! {
+            page = next.recv() => page,
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let Some(page) = page else {
+            break ChannelEnd::Stopped;
+        };
+        let batch = RecordBatch {
+            channel_id: channel.to_owned(),
+            ends_channel: page.is_finished(),
+            records: page.records,
+        };
+        match process_with_retry(shared, processor, &batch, stop).await {
+            Some(Flow::Continue) => {}
+            Some(Flow::Hold) => {
+                let _ = stop.wait_for(|s| *s).await;
+                break ChannelEnd::Stopped;
+            }
+            None => break ChannelEnd::Stopped,
+        }
+        sequence += 1;
+        if !checkpoint(shared, channel, &page.next_token, sequence, stop).await {
+            break ChannelEnd::Stopped;
+        }
+        if page.next_token == FINISH_TAG {
+            tracing::info!(channel, "channel finished");
+            break ChannelEnd::Finished;
+        }
+    };
+    reader.abort();
+    end
+}
+
+/// Processes a batch, backing off and retrying retriable failures; a non-retriable failure
+/// fails the worker. `None` when the channel must stop without checkpointing.
+async fn process_with_retry<P: ChannelProcessor>(
+    shared: &Arc<Shared>,
+    processor: &P,
+    batch: &RecordBatch,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Flow> {
+    let mut attempt = 0;
+    loop {
+        match processor.process(batch).await {
+            Ok(flow) => return Some(flow),
+            Err(e) if e.retriable => {
+                attempt += 1;
+                tracing::warn!(channel = %batch.channel_id, error = %e, attempt, "processing failed; retrying the same batch");
+                if sleep_or_stop(shared.config.backoff(attempt), stop).await {
+                    return None;
+                }
+            }
+            Err(e) => {
+                shared.fail(WorkerError::Process {
+                    channel: batch.channel_id.clone(),
+                    source: e,
+                });
+                return None;
+            }
+        }
+    }
+}
+
+/// Stores a checkpoint, retrying transient failures. `false` when the channel is lost or the
+/// worker stops.
+async fn checkpoint(
+    shared: &Arc<Shared>,
+    channel: &str,
+    token: &str,
+    sequence: i64,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut attempt = 0;
+    loop {
+        match shared
+            .client
+            .checkpoint(
+                &shared.tunnel_id,
+                &shared.client_id,
+                channel,
+                token,
+                sequence,
+            )
+            .await
+        {
+            Ok(()) => return true,
+            Err(e) if lost(&e) => {
+                tracing::info!(channel, error = %e, "channel lost; another worker resumes it from its checkpoint");
+                return false;
+            }
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(channel, error = %e, attempt, "checkpoint failed; retrying");
+                if sleep_or_stop(shared.config.backoff(attempt), stop).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Reads pages from `token` on, one ahead of processing, until the channel ends or is lost.
+async fn read_pages(
+    shared: Arc<Shared>,
+    channel: String,
+    mut token: String,
+    pages: mpsc::Sender<RecordPage>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut attempt = 0;
+    while token != FINISH_TAG {
+        let page = match shared
+            .client
+            .read_records(&shared.tunnel_id, &shared.client_id, &channel, &token)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) if lost(&e) => return,
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(channel, error = %e, attempt, "ReadRecords failed; retrying");
+                if sleep_or_stop(shared.config.backoff(attempt), &mut stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        attempt = 0;
+        if page.records.is_empty() && page.next_token == token {
+            if sleep_or_stop(shared.config.idle_pause, &mut stop).await {
+                return;
+            }
+            continue;
+        }
+        token = page.next_token.clone();
+        if pages.send(page).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sleeps; `true` if the worker was asked to stop meanwhile.
+async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(duration) => false,
+        _ = stop.wait_for(|s| *s) => true,
+    };
+    stopped || *stop.borrow()
+}

@@ -1,0 +1,327 @@
+//! The worker: connect, heartbeat, start and stop channel pipelines as the server assigns and
+//! revokes channels, report their states, and leave the tunnel cleanly.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ots_client::{Client, ClientError};
+use ots_protocol::pb::tunnel::{Channel, ChannelStatus};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::channel::{self, ChannelEnd};
+use crate::{ChannelProcessor, ProcessError};
+
+/// How a worker paces itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerConfig {
+    /// Tag the server shows for this worker.
+    pub client_tag: String,
+    /// Time between heartbeats.
+    pub heartbeat_interval: Duration,
+    /// After this long without a heartbeat the server gives the worker's channels to others.
+    pub heartbeat_timeout: Duration,
+    /// Heartbeats in a row that may fail before the worker gives up.
+    pub max_failed_heartbeats: u32,
+    /// Pause before polling a channel that had nothing new.
+    pub idle_pause: Duration,
+    /// First delay after a failed call or batch; doubles up to `max_backoff`.
+    pub base_backoff: Duration,
+    /// Longest delay between retries.
+    pub max_backoff: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            client_tag: format!("ots-tunnel-{}", std::process::id()),
+            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_timeout: Duration::from_secs(30),
+            max_failed_heartbeats: 10,
+            idle_pause: Duration::from_millis(200),
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The delay before retry `attempt` (1-based), with jitter.
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        let bound = self
+            .base_backoff
+            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+            .min(self.max_backoff);
+        bound.mul_f64(0.5 + 0.5 * rand::random::<f64>())
+    }
+}
+
+/// Why a worker stopped for good.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WorkerError {
+    /// A tunnel call kept failing.
+    #[error("{action} on tunnel {tunnel_id}: {source}")]
+    Tunnel {
+        /// What was being done.
+        action: &'static str,
+        /// The tunnel.
+        tunnel_id: String,
+        /// The last failure.
+        source: ClientError,
+    },
+    /// A batch failed in a way retrying cannot fix.
+    #[error("channel {channel}: {source}")]
+    Process {
+        /// The channel of the batch.
+        channel: String,
+        /// The processor's error.
+        source: ProcessError,
+    },
+}
+
+/// What the channel pipelines share.
+pub(crate) struct Shared {
+    pub(crate) client: Client,
+    pub(crate) tunnel_id: String,
+    pub(crate) client_id: String,
+    pub(crate) config: WorkerConfig,
+    failure: Mutex<Option<WorkerError>>,
+    failed: Notify,
+}
+
+impl Shared {
+    /// Records the first fatal error and wakes whoever waits in [`TunnelWorker::failed`].
+    pub(crate) fn fail(&self, error: WorkerError) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if failure.is_none() {
+            tracing::error!(tunnel_id = %self.tunnel_id, %error, "tunnel worker failed");
+            *failure = Some(error);
+            self.failed.notify_waiters();
+        }
+    }
+
+    fn failure(&self) -> Option<WorkerError> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+struct LocalChannel {
+    version: i64,
+    status: ChannelStatus,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<ChannelEnd>,
+}
+
+/// A running tunnel worker.
+pub struct TunnelWorker {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    heartbeat: JoinHandle<()>,
+}
+
+impl TunnelWorker {
+    /// Connects to the tunnel and starts consuming the channels the server assigns.
+    pub async fn start<P: ChannelProcessor>(
+        client: Client,
+        tunnel_id: &str,
+        config: WorkerConfig,
+        processor: Arc<P>,
+    ) -> Result<Self, WorkerError> {
+        let timeout_secs = config.heartbeat_timeout.as_secs().max(1) as i64;
+        let client_id = client
+            .connect_tunnel(tunnel_id, timeout_secs, &config.client_tag)
+            .await
+            .map_err(|source| WorkerError::Tunnel {
+                action: "Connect",
+                tunnel_id: tunnel_id.to_owned(),
+                source,
+            })?;
+        tracing::info!(tunnel_id, %client_id, tag = %config.client_tag, "connected to the tunnel");
+        let shared = Arc::new(Shared {
+            client,
+            tunnel_id: tunnel_id.to_owned(),
+            client_id,
+            config,
+            failure: Mutex::new(None),
+            failed: Notify::new(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let heartbeat = tokio::spawn(heartbeat_loop(shared.clone(), processor, stopped));
+        Ok(Self {
+            shared,
+            stop,
+            heartbeat,
+        })
+    }
+
+    /// This worker's client id on the tunnel.
+    pub fn client_id(&self) -> &str {
+        &self.shared.client_id
+    }
+
+    /// Resolves when the worker fails for good.
+    pub async fn failed(&self) -> WorkerError {
+        loop {
+            let notified = self.shared.failed.notified();
+            if let Some(error) = self.shared.failure() {
+                return error;
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops every channel after its batch in flight (nothing half-processed is
+    /// checkpointed) and leaves the tunnel, so its channels go to other workers at once.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.heartbeat.await;
+        if let Err(error) = self
+            .shared
+            .client
+            .shutdown_tunnel_client(&self.shared.tunnel_id, &self.shared.client_id)
+            .await
+        {
+            tracing::warn!(%error, "leaving the tunnel failed; its channels move after the heartbeat timeout");
+        }
+    }
+
+    /// Stops without telling the server, as a crash would (tests of channel takeover).
+    pub fn abandon(self) {
+        self.heartbeat.abort();
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn heartbeat_loop<P: ChannelProcessor>(
+    shared: Arc<Shared>,
+    processor: Arc<P>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut channels: HashMap<String, LocalChannel> = HashMap::new();
+    let mut failures = 0u32;
+    loop {
+        for local in channels.values_mut() {
+            if local.status == ChannelStatus::Open && local.task.is_finished() {
+                // Finished, lost or held: report it closed so the server can move on.
+                local.status = ChannelStatus::Close;
+            }
+            if local.status == ChannelStatus::Closing && local.task.is_finished() {
+                local.status = ChannelStatus::Close;
+            }
+        }
+        let report: Vec<Channel> = channels
+            .iter()
+            .map(|(id, local)| Channel {
+                channel_id: id.clone(),
+                version: local.version,
+                status: local.status as i32,
+                detail: None,
+            })
+            .collect();
+        match shared
+            .client
+            .heartbeat(&shared.tunnel_id, &shared.client_id, report)
+            .await
+        {
+            Ok(assigned) => {
+                failures = 0;
+                reconcile(&shared, &processor, &mut channels, assigned);
+            }
+            Err(source) => {
+                failures += 1;
+                tracing::warn!(error = %source, failures, "heartbeat failed");
+                if failures >= shared.config.max_failed_heartbeats
+                    || source.code() == Some("OTSResourceGone")
+                {
+                    shared.fail(WorkerError::Tunnel {
+                        action: "Heartbeat",
+                        tunnel_id: shared.tunnel_id.clone(),
+                        source,
+                    });
+                    break;
+                }
+            }
+        }
+        if shared.failure().is_some() {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(shared.config.heartbeat_interval) => {}
+            _ = stopped.wait_for(|s| *s) => break,
+        }
+    }
+    for (_, local) in channels.drain() {
+        let _ = local.stop.send(true);
+        let _ = local.task.await;
+    }
+}
+
+fn reconcile<P: ChannelProcessor>(
+    shared: &Arc<Shared>,
+    processor: &Arc<P>,
+    channels: &mut HashMap<String, LocalChannel>,
+    assigned: Vec<Channel>,
+) {
+    let mut seen = Vec::with_capacity(assigned.len());
+    for channel in assigned {
+        seen.push(channel.channel_id.clone());
+        let status = ChannelStatus::try_from(channel.status).unwrap_or(ChannelStatus::Close);
+        match status {
+            ChannelStatus::Open => {
+                // Same version: the assignment we already act on (or already reported
+                // closed). A new version is a fresh assignment, resumed from the checkpoint.
+                if channels
+                    .get(&channel.channel_id)
+                    .is_some_and(|local| local.version == channel.version)
+                {
+                    continue;
+                }
+                let (stop, stopped) = watch::channel(false);
+                let task = tokio::spawn(channel::run(
+                    shared.clone(),
+                    processor.clone(),
+                    channel.channel_id.clone(),
+                    stopped,
+                ));
+                tracing::debug!(channel = %channel.channel_id, version = channel.version, "channel opened");
+                if let Some(old) = channels.insert(
+                    channel.channel_id,
+                    LocalChannel {
+                        version: channel.version,
+                        status: ChannelStatus::Open,
+                        stop,
+                        task,
+                    },
+                ) {
+                    let _ = old.stop.send(true);
+                }
+            }
+            ChannelStatus::Closing => {
+                if let Some(local) = channels.get_mut(&channel.channel_id) {
+                    // Reported CLOSE only once the batch in flight is done, so the next owner
+                    // never races a write of ours.
+                    let _ = local.stop.send(true);
+                    if local.status == ChannelStatus::Open {
+                        local.status = ChannelStatus::Closing;
+                    }
+                }
+            }
+            ChannelStatus::Close | ChannelStatus::Terminated => {
+                if let Some(local) = channels.remove(&channel.channel_id) {
+                    let _ = local.stop.send(true);
+                }
+            }
+        }
+    }
+    channels.retain(|id, local| {
+        let keep = seen.contains(id);
+        if !keep {
+            let _ = local.stop.send(true);
+        }
+        keep
+    });
+}

@@ -1,0 +1,331 @@
+//! Tunnel workers against the local server over HTTP: several workers share the channels,
+//! a worker that dies loses its channels to the others after the heartbeat timeout, failing
+//! batches are retried (never skipped), and nothing is lost.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ots_client::{Client, ClientConfig};
+use ots_local_server::api::{SplitPartitionRequest, SplitPartitionResponse};
+use ots_local_server::{FaultConfig, RunningServer, ServerConfig};
+use ots_protocol::auth::Credentials;
+use ots_protocol::model::{Cell, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value};
+use ots_protocol::pb::table::{
+    CapacityUnit, CreateTableRequest, PrimaryKeySchema, PrimaryKeyType, ReservedThroughput,
+    StreamSpecification, TableMeta,
+};
+use ots_protocol::pb::tunnel::TunnelType;
+use ots_protocol::plainbuffer;
+use ots_tunnel::{ChannelProcessor, Flow, ProcessError, RecordBatch, TunnelWorker, WorkerConfig};
+
+async fn server(dir: &std::path::Path) -> (RunningServer, Client) {
+    let server = ots_local_server::start(ServerConfig {
+        data_dir: dir.to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        instance_name: "local".into(),
+        access_keys: vec![("id".into(), "secret".into())],
+        faults: FaultConfig::default(),
+    })
+    .await
+    .unwrap();
+    let client = Client::new(ClientConfig::new(
+        server.endpoint(),
+        "local",
+        Credentials {
+            access_key_id: "id".into(),
+            access_key_secret: "secret".into(),
+            security_token: None,
+        },
+    ))
+    .unwrap();
+    (server, client)
+}
+
+fn id(i: i64) -> PrimaryKey {
+    PrimaryKey(vec![PrimaryKeyColumn {
+        name: "id".into(),
+        value: PrimaryKeyValue::Integer(i),
+    }])
+}
+
+fn put(i: i64, v: i64) -> RowChange {
+    RowChange::Put {
+        primary_key: id(i),
+        cells: vec![Cell {
+            name: "v".into(),
+            value: Value::Integer(v),
+            timestamp: None,
+        }],
+    }
+}
+
+async fn source_table(client: &Client, splits: &[(u32, i64)]) {
+    client
+        .create_table(&CreateTableRequest {
+            table_meta: TableMeta {
+                table_name: "src".into(),
+                primary_key: vec![PrimaryKeySchema {
+                    name: "id".into(),
+                    r#type: PrimaryKeyType::Integer as i32,
+                    option: None,
+                }],
+                defined_column: vec![],
+            },
+            reserved_throughput: ReservedThroughput {
+                capacity_unit: CapacityUnit::default(),
+            },
+            table_options: None,
+            partitions: vec![],
+            stream_spec: Some(StreamSpecification {
+                enable_stream: true,
+                expiration_time: Some(24),
+            }),
+        })
+        .await
+        .unwrap();
+    for (partition, at) in splits {
+        let _: SplitPartitionResponse = client
+            .call(
+                "/admin/SplitPartition",
+                &SplitPartitionRequest {
+                    table_name: "src".into(),
+                    partition_id: *partition,
+                    split_point: plainbuffer::encode_primary_key(&id(*at)),
+                },
+                false,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+async fn write(client: &Client, changes: &[RowChange]) {
+    for chunk in changes.chunks(200) {
+        assert!(
+            client
+                .batch_write_row("src", chunk)
+                .await
+                .unwrap()
+                .iter()
+                .all(Result::is_ok)
+        );
+    }
+}
+
+/// Applies batches to an in-memory table (key → value), failing the first attempts of some.
+#[derive(Default)]
+struct MemoryTable {
+    rows: Mutex<BTreeMap<i64, Option<i64>>>,
+    seen: Mutex<HashSet<(i64, i64)>>,
+    channels: Mutex<HashSet<String>>,
+    fail_first: AtomicUsize,
+}
+
+impl ChannelProcessor for MemoryTable {
+    async fn process(&self, batch: &RecordBatch) -> Result<Flow, ProcessError> {
+        if self
+            .fail_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(ProcessError {
+                retriable: true,
+                message: "injected failure".into(),
+            });
+        }
+        self.channels
+            .lock()
+            .unwrap()
+            .insert(batch.channel_id.clone());
+        // Processing takes a little while, so the next page is read ahead meanwhile.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut rows = self.rows.lock().unwrap();
+        for record in &batch.records {
+            let PrimaryKeyValue::Integer(key) = record.change.primary_key().0[0].value else {
+                unreachable!()
+            };
+            match &record.change {
+                RowChange::Put { cells, .. } => {
+                    let Value::Integer(v) = cells[0].value else {
+                        unreachable!()
+                    };
+                    rows.insert(key, Some(v));
+                    self.seen.lock().unwrap().insert((key, v));
+                }
+                RowChange::Delete { .. } => {
+                    rows.insert(key, None);
+                }
+                RowChange::Update { .. } => unreachable!("the test writes puts and deletes"),
+            }
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// One worker's view of the shared table, counting the batches it processed.
+struct Counted {
+    table: Arc<MemoryTable>,
+    batches: AtomicUsize,
+}
+
+impl ChannelProcessor for Counted {
+    async fn process(&self, batch: &RecordBatch) -> Result<Flow, ProcessError> {
+        let flow = self.table.process(batch).await?;
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        Ok(flow)
+    }
+}
+
+fn counted(table: &Arc<MemoryTable>) -> Arc<Counted> {
+    Arc::new(Counted {
+        table: table.clone(),
+        batches: AtomicUsize::new(0),
+    })
+}
+
+fn fast() -> WorkerConfig {
+    WorkerConfig {
+        heartbeat_interval: Duration::from_millis(100),
+        heartbeat_timeout: Duration::from_secs(1),
+        idle_pause: Duration::from_millis(20),
+        base_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(100),
+        ..WorkerConfig::default()
+    }
+}
+
+async fn wait_caught_up(client: &Client, since_ms: i64) {
+    for _ in 0..300 {
+        let described = client.describe_tunnel("src", "t").await.unwrap();
+        if described.tunnel.stage == "ProcessStream" && described.tunnel_rpo.unwrap_or(0) > since_ms
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the tunnel did not catch up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workers_share_channels_and_take_over_from_a_dead_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, client) = server(dir.path()).await;
+    source_table(&client, &[(0, 200), (1, 100)]).await;
+    let base: Vec<RowChange> = (0..300).map(|i| put(i, 0)).collect();
+    write(&client, &base).await;
+    client
+        .create_tunnel("src", "t", TunnelType::BaseAndStream)
+        .await
+        .unwrap();
+
+    let table = Arc::new(MemoryTable::default());
+    let (a_view, b_view) = (counted(&table), counted(&table));
+    let a = TunnelWorker::start(
+        client.clone(),
+        &tunnel_id(&client).await,
+        fast(),
+        a_view.clone(),
+    )
+    .await
+    .unwrap();
+    let mut b = Some(
+        TunnelWorker::start(
+            client.clone(),
+            &tunnel_id(&client).await,
+            fast(),
+            b_view.clone(),
+        )
+        .await
+        .unwrap(),
+    );
+
+    for round in 1..=20i64 {
+        let changes: Vec<RowChange> = (0..300)
+            .filter(|i| i % 7 != round % 7)
+            .map(|i| put(i, round))
+            .chain([RowChange::Delete {
+                primary_key: id(round),
+            }])
+            .collect();
+        write(&client, &changes).await;
+        if round == 8 {
+            b.take().unwrap().abandon(); // crashes: its channels move to `a` after the heartbeat timeout
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let done = chrono::Utc::now().timestamp_millis();
+    wait_caught_up(&client, done).await;
+    a.stop().await;
+    let (by_a, by_b) = (
+        a_view.batches.load(Ordering::SeqCst),
+        b_view.batches.load(Ordering::SeqCst),
+    );
+    assert!(
+        by_a > 0 && by_b > 0,
+        "both workers held channels: {by_a} / {by_b}"
+    );
+
+    // The in-memory copy equals the source table.
+    let mut expected = BTreeMap::new();
+    for i in 0..300i64 {
+        let last = (1..=20i64).rev().find(|r| i % 7 != r % 7).unwrap_or(0);
+        expected.insert(i, Some(last));
+    }
+    for round in 1..=20i64 {
+        let put_after = (round + 1..=20).any(|r| round % 7 != r % 7);
+        if !put_after {
+            expected.insert(round, None);
+        }
+    }
+    let rows = table.rows.lock().unwrap().clone();
+    assert_eq!(rows, expected);
+    let channels = table.channels.lock().unwrap().clone();
+    assert!(
+        channels.len() >= 4,
+        "base and three stream channels: {channels:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_batches_are_retried_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, client) = server(dir.path()).await;
+    source_table(&client, &[]).await;
+    write(&client, &(0..50).map(|i| put(i, 1)).collect::<Vec<_>>()).await;
+    client
+        .create_tunnel("src", "t", TunnelType::BaseAndStream)
+        .await
+        .unwrap();
+    let table = Arc::new(MemoryTable {
+        fail_first: AtomicUsize::new(5),
+        ..MemoryTable::default()
+    });
+    let worker = TunnelWorker::start(
+        client.clone(),
+        &tunnel_id(&client).await,
+        fast(),
+        table.clone(),
+    )
+    .await
+    .unwrap();
+    write(&client, &(0..50).map(|i| put(i, 2)).collect::<Vec<_>>()).await;
+    wait_caught_up(&client, chrono::Utc::now().timestamp_millis()).await;
+    worker.stop().await;
+    assert_eq!(table.fail_first.load(Ordering::SeqCst), 0);
+    let seen = table.seen.lock().unwrap().clone();
+    assert!((0..50).all(|i| seen.contains(&(i, 1)) && seen.contains(&(i, 2))));
+    assert!(table.rows.lock().unwrap().values().all(|v| *v == Some(2)));
+    server.shutdown().await;
+}
+
+async fn tunnel_id(client: &Client) -> String {
+    client
+        .describe_tunnel("src", "t")
+        .await
+        .unwrap()
+        .tunnel
+        .tunnel_id
+}

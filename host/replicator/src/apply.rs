@@ -8,6 +8,9 @@ use chrono::{DateTime, Utc};
 use ots_client::tunnel::TunnelRecord;
 use ots_protocol::model::RowChange;
 
+use ots_protocol::error::Retriability;
+use ots_tunnel::{ChannelProcessor, Flow, ProcessError, RecordBatch};
+
 use crate::metrics::Metrics;
 use crate::writer::{RowWriter, WriteError};
 
@@ -146,6 +149,35 @@ impl BatchApplier {
     /// The channels that reached the end time.
     pub fn ends(&self) -> &Arc<EndTracker> {
         &self.ends
+    }
+}
+
+impl ApplyError {
+    /// Whether applying the same batch again may succeed: a destination that is busy or
+    /// unreachable, not a processor error or a row the destination rejects.
+    pub fn is_retriable(&self) -> bool {
+        let client_error = match self {
+            Self::Transform(_) => return false,
+            Self::Write(WriteError::Request { source, .. }) => source,
+            Self::Write(WriteError::Rows { first, .. }) => first,
+        };
+        // Every write carries the source's timestamps, so resending is always safe.
+        client_error.retriability() != Retriability::Never
+    }
+}
+
+/// The tunnel worker hands each channel's batches here; the worker checkpoints only after
+/// `Flow::Continue`, which is returned once the rows are durable.
+impl ChannelProcessor for BatchApplier {
+    async fn process(&self, batch: &RecordBatch) -> Result<Flow, ProcessError> {
+        match self.apply(&batch.channel_id, &batch.records).await {
+            Ok(BatchOutcome::Applied) => Ok(Flow::Continue),
+            Ok(BatchOutcome::ReachedEnd) => Ok(Flow::Hold),
+            Err(error) => Err(ProcessError {
+                retriable: error.is_retriable(),
+                message: error.to_string(),
+            }),
+        }
     }
 }
 

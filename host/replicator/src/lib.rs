@@ -13,5 +13,4 @@ pub mod monitor;
 pub mod pipeline;
 pub mod setup;
 pub mod verify;
-pub mod worker;
 pub mod writer;

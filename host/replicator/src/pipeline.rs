@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ots_client::ClientError;
+use ots_tunnel::{TunnelWorker, WorkerConfig, WorkerError};
 
 use crate::apply::{BatchApplier, EndTracker, RecordTransform};
 use crate::config::ReplicatorConfig;
 use crate::metrics::{self, Metrics, MetricsSnapshot};
 use crate::monitor;
 use crate::setup::{self, SetupError};
-use crate::worker::{self, WorkerError};
 use crate::writer::RowWriter;
 
 /// Why a run failed.
@@ -159,7 +159,16 @@ pub async fn replicate(
         metrics.clone(),
         ends.clone(),
     ));
-    let worker = worker::start(source.clone(), tunnel_id.clone(), applier, &config.tuning).await?;
+    let worker_config = WorkerConfig {
+        client_tag: config
+            .tuning
+            .client_tag
+            .clone()
+            .unwrap_or_else(|| format!("otsrep-{}", std::process::id())),
+        heartbeat_timeout: config.tuning.heartbeat_timeout,
+        ..WorkerConfig::default()
+    };
+    let worker = TunnelWorker::start(source.clone(), &tunnel_id, worker_config, applier).await?;
     let watch = monitor::monitor(
         source,
         config.source.table_name.clone(),

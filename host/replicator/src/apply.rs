@@ -158,7 +158,7 @@ impl ApplyError {
     pub fn is_retriable(&self) -> bool {
         let client_error = match self {
             Self::Transform(_) => return false,
-            Self::Write(WriteError::Request { source, .. }) => source,
+            Self::Write(WriteError::Request { error, .. }) => error,
             Self::Write(WriteError::Rows { first, .. }) => first,
         };
         // Every write carries the source's timestamps, so resending is always safe.

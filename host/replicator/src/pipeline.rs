@@ -20,23 +20,23 @@ use crate::writer::RowWriter;
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// A client could not be built from the config.
-    #[error("cannot build a client for {side} endpoint: {source}")]
+    #[error("cannot build a client for the {side} endpoint: {error}")]
     Client {
         /// "source" or "destination".
         side: &'static str,
         /// The failure.
-        source: ClientError,
+        error: ClientError,
     },
     /// Table or tunnel set-up failed.
     #[error(transparent)]
     Setup(#[from] SetupError),
     /// The metrics endpoint could not listen.
-    #[error("cannot serve metrics on {listen}: {source}")]
+    #[error("cannot serve metrics on {listen}: {error}")]
     Metrics {
         /// The address.
         listen: std::net::SocketAddr,
         /// The failure.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The tunnel worker failed.
     #[error(transparent)]
@@ -104,16 +104,16 @@ pub async fn replicate(
     let source = config
         .source
         .client()
-        .map_err(|source| PipelineError::Client {
+        .map_err(|error| PipelineError::Client {
             side: "source",
-            source,
+            error,
         })?;
     let destination = config
         .destination
         .client()
-        .map_err(|source| PipelineError::Client {
+        .map_err(|error| PipelineError::Client {
             side: "destination",
-            source,
+            error,
         })?;
     setup::ensure_destination_table(
         &source,
@@ -137,7 +137,7 @@ pub async fn replicate(
         Some(listen) => Some(
             metrics::serve(listen, metrics.clone())
                 .await
-                .map_err(|source| PipelineError::Metrics { listen, source })?,
+                .map_err(|error| PipelineError::Metrics { listen, error })?,
         ),
         None => None,
     };

@@ -15,12 +15,12 @@ pub const DESTINATION_MAX_DEVIATION_SECS: i64 = 50 * 365 * 24 * 3600;
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// A call to the source or destination failed.
-    #[error("{action}: {source}")]
+    #[error("{action}: {error}")]
     Call {
         /// What was being done, naming the table or tunnel.
         action: String,
         /// The failure.
-        source: ClientError,
+        error: ClientError,
     },
     /// The destination exists with a primary key the source's rows do not fit.
     #[error("destination table {table} has primary key [{found}] but the source has [{expected}]")]
@@ -36,7 +36,7 @@ pub enum SetupError {
 
 fn call_error(action: impl Into<String>) -> impl FnOnce(ClientError) -> SetupError {
     let action = action.into();
-    move |source| SetupError::Call { action, source }
+    move |error| SetupError::Call { action, error }
 }
 
 fn is_missing_table(error: &ClientError) -> bool {

@@ -15,12 +15,12 @@ use ots_protocol::plainbuffer;
 
 /// Why a verification could not run (differences are a result, not an error).
 #[derive(Debug, thiserror::Error)]
-#[error("{action}: {source}")]
+#[error("{action}: {error}")]
 pub struct VerifyError {
     /// What was being done, naming the table.
     pub action: String,
     /// The failure.
-    pub source: ClientError,
+    pub error: ClientError,
 }
 
 /// How to cut and read.
@@ -184,10 +184,10 @@ impl RowStream {
             match self.reader.next_page().await {
                 Ok(Some(rows)) => self.buffer.extend(rows),
                 Ok(None) => self.done = true,
-                Err(source) => {
+                Err(error) => {
                     return Err(VerifyError {
                         action: format!("reading table {}", self.table),
-                        source,
+                        error,
                     });
                 }
             }
@@ -255,9 +255,9 @@ pub async fn verify(
     let description = source
         .describe_table(source_table)
         .await
-        .map_err(|source| VerifyError {
+        .map_err(|error| VerifyError {
             action: format!("describing source table {source_table}"),
-            source,
+            error,
         })?;
     let max_versions = description.table_options.max_versions.unwrap_or(1).max(1);
     let infinite = |value: PrimaryKeyValue| {

@@ -19,12 +19,12 @@ use crate::metrics::Metrics;
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// The whole request failed (after the client's retries).
-    #[error("BatchWriteRow to table {table} failed: {source}")]
+    #[error("BatchWriteRow to table {table} failed: {error}")]
     Request {
         /// Destination table.
         table: String,
         /// The failure.
-        source: ClientError,
+        error: ClientError,
     },
     /// Some rows still failed after their retries.
     #[error("{failed} row(s) could not be written to table {table}; first error: {first}")]
@@ -109,9 +109,9 @@ impl RowWriter {
 
     async fn write_batch(&self, batch: &[RowChange]) -> Result<(), WriteError> {
         let started = Instant::now();
-        let request_error = |source| WriteError::Request {
+        let request_error = |error| WriteError::Request {
             table: self.table.clone(),
-            source,
+            error,
         };
         let first = self
             .client

@@ -132,6 +132,7 @@ impl BatchApplier {
             self.writer.write(&changes).await?;
             let base = records.iter().filter(|r| r.sequence_info.is_none()).count();
             self.metrics.base_rows_written(base);
+            self.metrics.stream_records_applied(records.len() - base);
             if let Some(newest) = records.iter().rev().find_map(|r| r.sequence_info) {
                 let lag_micros = Utc::now().timestamp_micros() - newest.timestamp;
                 self.metrics.set_channel_lag(channel, lag_micros / 1000);

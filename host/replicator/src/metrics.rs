@@ -19,6 +19,7 @@ pub struct Metrics {
     records_read: AtomicU64,
     records_dropped: AtomicU64,
     base_records_applied: AtomicU64,
+    stream_records_applied: AtomicU64,
     rows_written: AtomicU64,
     rows_retried: AtomicU64,
     batches_written: AtomicU64,
@@ -42,6 +43,12 @@ impl Metrics {
     /// Counts base-data (full copy) records applied.
     pub fn base_rows_written(&self, n: usize) {
         self.base_records_applied
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts stream (incremental) records applied.
+    pub fn stream_records_applied(&self, n: usize) {
+        self.stream_records_applied
             .fetch_add(n as u64, Ordering::Relaxed);
     }
 
@@ -85,6 +92,7 @@ impl Metrics {
             records_read: self.records_read.load(Ordering::Relaxed),
             records_dropped: self.records_dropped.load(Ordering::Relaxed),
             base_records_applied: self.base_records_applied.load(Ordering::Relaxed),
+            stream_records_applied: self.stream_records_applied.load(Ordering::Relaxed),
             rows_written: self.rows_written.load(Ordering::Relaxed),
             rows_retried: self.rows_retried.load(Ordering::Relaxed),
             batches_written: self.batches_written.load(Ordering::Relaxed),
@@ -115,6 +123,11 @@ impl Metrics {
             "replicator_base_records_applied_total",
             "Records of the full copy (base data) applied.",
             s.base_records_applied,
+        );
+        counter(
+            "replicator_stream_records_applied_total",
+            "Incremental (stream) records applied.",
+            s.stream_records_applied,
         );
         counter(
             "replicator_rows_written_total",
@@ -179,6 +192,8 @@ pub struct MetricsSnapshot {
     pub records_dropped: u64,
     /// Base-data (full copy) records applied.
     pub base_records_applied: u64,
+    /// Stream (incremental) records applied.
+    pub stream_records_applied: u64,
     /// Row changes written to the destination.
     pub rows_written: u64,
     /// Row changes sent again.

@@ -770,4 +770,24 @@ mod tests {
         assert!(error(&bad_listen, Format::Toml).starts_with("config key `metrics.listen`"));
         assert!(error("[x", Format::Toml).starts_with("config is not valid TOML"));
     }
+
+    #[test]
+    fn every_example_config_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let format = match path.extension().and_then(|e| e.to_str()) {
+                Some("json") => Format::Json,
+                Some("toml") => Format::Toml,
+                _ => continue,
+            };
+            let text = std::fs::read_to_string(&path).unwrap();
+            if let Err(e) = ReplicatorConfig::parse(&text, format, no_env) {
+                panic!("{}: {e}", path.display());
+            }
+            checked += 1;
+        }
+        assert!(checked >= 2, "the examples directory holds configs");
+    }
 }

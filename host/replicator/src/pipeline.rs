@@ -169,15 +169,16 @@ pub async fn replicate(
         ..WorkerConfig::default()
     };
     let worker = TunnelWorker::start(source.clone(), &tunnel_id, worker_config, applier).await?;
-    let watch = monitor::monitor(
-        source,
-        config.source.table_name.clone(),
-        config.tunnel_name.clone(),
-        config.end_time,
-        config.tuning.monitor_interval,
-        metrics.clone(),
+    let watch = monitor::monitor(monitor::Watch {
+        client: source,
+        table: config.source.table_name.clone(),
+        tunnel: config.tunnel_name.clone(),
+        end_time: config.end_time,
+        interval: config.tuning.monitor_interval,
+        metrics: metrics.clone(),
         ends,
-    );
+        me: worker.client_id().to_owned(),
+    });
     let outcome = tokio::select! {
         _ = watch => Ok(StopReason::EndTime),
         _ = shutdown => Ok(StopReason::Shutdown),

@@ -64,12 +64,14 @@ async fn full_copy_started(metrics: &[&Arc<Metrics>]) {
     .await;
 }
 
-/// Runs a write load until shortly before `end`, then makes every channel see a record past
-/// the end without changing the table's contents.
+/// Runs a write load until `margin` before `end`, then makes every channel see a record past
+/// the end without changing the table's contents. The margin leaves room for the load's last
+/// batch to commit (with its retries) before the end time.
 async fn write_until(
     client: &ots_client::Client,
     rows: i64,
     end: chrono::DateTime<chrono::Utc>,
+    margin: Duration,
 ) -> u64 {
     let load = WriteLoad::start(
         client.clone(),
@@ -79,8 +81,12 @@ async fn write_until(
         Duration::from_millis(50),
     );
     let until = (end - chrono::Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(until.saturating_sub(Duration::from_millis(400))).await;
+    tokio::time::sleep(until.saturating_sub(margin)).await;
     let written = load.stop().await.unwrap();
+    assert!(
+        chrono::Utc::now() < end,
+        "the load's last batch committed before the end time"
+    );
     let rest = (end - chrono::Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(rest + Duration::from_millis(50)).await;
     let markers: Vec<i64> = (1..=8).map(|i| -i).collect();
@@ -102,7 +108,7 @@ async fn full_and_incremental_copy_under_concurrent_writes_stops_at_the_end_time
     let metrics = Arc::new(Metrics::default());
     let replication = tokio::spawn(replicate_until_end(config, metrics.clone()));
     full_copy_started(&[&metrics]).await;
-    let written = write_until(&client, rows, end).await;
+    let written = write_until(&client, rows, end, Duration::from_millis(400)).await;
     assert!(written > 0, "the write load wrote while replicating");
 
     // A row committed after the end time must not reach the destination.
@@ -174,7 +180,7 @@ async fn a_second_run_resumes_from_the_checkpoints() {
     let end = chrono::Utc::now() + chrono::Duration::seconds(4);
     let mut second_config = config.clone();
     second_config.end_time = Some(end);
-    write_until(&client, rows, end).await;
+    write_until(&client, rows, end, Duration::from_millis(400)).await;
     let second = replicate_until_end(second_config, Arc::new(Metrics::default())).await;
     assert!(
         second.metrics.base_records_applied < rows as u64 / 2,
@@ -208,7 +214,7 @@ async fn two_workers_share_one_tunnel() {
     let first = tokio::spawn(replicate_until_end(config, Arc::clone(&first_metrics)));
     let second = tokio::spawn(replicate_until_end(other, Arc::clone(&second_metrics)));
     full_copy_started(&[&first_metrics, &second_metrics]).await;
-    write_until(&client, rows, end).await;
+    write_until(&client, rows, end, Duration::from_millis(400)).await;
     let (first, second) = (first.await.unwrap(), second.await.unwrap());
     assert_eq!(
         first.tunnel_id, second.tunnel_id,
@@ -238,13 +244,13 @@ async fn failed_rows_and_requests_are_retried_until_the_copy_is_exact() {
     .await;
     let rows = 2000;
     let client = source_with_rows(&server, rows).await;
-    let end = chrono::Utc::now() + chrono::Duration::seconds(6);
+    let end = chrono::Utc::now() + chrono::Duration::seconds(8);
     let mut config = server.config(SOURCE, "t1", "dst", ProcessorConfig::default());
     config.end_time = Some(end);
     let metrics = Arc::new(Metrics::default());
     let replication = tokio::spawn(replicate_until_end(config, metrics.clone()));
     full_copy_started(&[&metrics]).await;
-    write_until(&client, rows, end).await;
+    write_until(&client, rows, end, Duration::from_secs(3)).await;
     let summary = replication.await.unwrap();
     assert!(
         summary.metrics.rows_retried > 0,

@@ -237,11 +237,6 @@ impl WriteLoad {
         }
     }
 
-    /// Changes written so far.
-    pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
-    }
-
     /// Stops after the batch in flight; returns how many changes were written in all.
     pub async fn stop(self) -> anyhow::Result<u64> {
         self.stop.store(true, Ordering::Relaxed);

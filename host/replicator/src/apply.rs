@@ -146,11 +146,6 @@ impl BatchApplier {
             Ok(BatchOutcome::Applied)
         }
     }
-
-    /// The channels that reached the end time.
-    pub fn ends(&self) -> &Arc<EndTracker> {
-        &self.ends
-    }
 }
 
 impl ApplyError {

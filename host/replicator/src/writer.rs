@@ -94,11 +94,6 @@ impl RowWriter {
         }
     }
 
-    /// The destination table.
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
     /// Applies `changes` in order; returns once every one is durable, or the first failure.
     pub async fn write(&self, changes: &[RowChange]) -> Result<(), WriteError> {
         for range in split_batches(changes, self.batch_size) {

@@ -235,6 +235,25 @@ async fn a_killed_replicator_is_resumed_by_the_next_one() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("reached the end time"), "{stdout}");
 
+    let status = {
+        let bounded = bounded.clone();
+        tokio::task::spawn_blocking(move || {
+            otsrep()
+                .args(["status", "--config"])
+                .arg(&bounded)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let status_text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "status failed: {status_text}");
+    assert!(
+        status_text.contains("stage ProcessStream") && status_text.contains("Stream "),
+        "status shows the stage and the stream channels: {status_text}"
+    );
+
     let verify = tokio::task::spawn_blocking(move || {
         otsrep()
             .args(["verify", "--config"])

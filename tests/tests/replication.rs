@@ -108,7 +108,7 @@ async fn full_and_incremental_copy_under_concurrent_writes_stops_at_the_end_time
     let metrics = Arc::new(Metrics::default());
     let replication = tokio::spawn(replicate_until_end(config, metrics.clone()));
     full_copy_started(&[&metrics]).await;
-    let written = write_until(&client, rows, end, Duration::from_millis(400)).await;
+    let written = write_until(&client, rows, end, Duration::from_secs(1)).await;
     assert!(written > 0, "the write load wrote while replicating");
 
     // A row committed after the end time must not reach the destination.
@@ -180,7 +180,7 @@ async fn a_second_run_resumes_from_the_checkpoints() {
     let end = chrono::Utc::now() + chrono::Duration::seconds(4);
     let mut second_config = config.clone();
     second_config.end_time = Some(end);
-    write_until(&client, rows, end, Duration::from_millis(400)).await;
+    write_until(&client, rows, end, Duration::from_secs(1)).await;
     let second = replicate_until_end(second_config, Arc::new(Metrics::default())).await;
     assert!(
         second.metrics.base_records_applied < rows as u64 / 2,
@@ -214,7 +214,7 @@ async fn two_workers_share_one_tunnel() {
     let first = tokio::spawn(replicate_until_end(config, Arc::clone(&first_metrics)));
     let second = tokio::spawn(replicate_until_end(other, Arc::clone(&second_metrics)));
     full_copy_started(&[&first_metrics, &second_metrics]).await;
-    write_until(&client, rows, end, Duration::from_millis(400)).await;
+    write_until(&client, rows, end, Duration::from_secs(1)).await;
     let (first, second) = (first.await.unwrap(), second.await.unwrap());
     assert_eq!(
         first.tunnel_id, second.tunnel_id,

@@ -212,8 +212,12 @@ async fn a_killed_replicator_is_resumed_by_the_next_one() {
         }
     });
     let until = (end_utc - chrono::Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(until.saturating_sub(Duration::from_millis(500))).await;
+    tokio::time::sleep(until.saturating_sub(Duration::from_millis(1500))).await;
     load.stop().await.unwrap();
+    assert!(
+        chrono::Utc::now() < end_utc,
+        "the load's last batch committed before the end time"
+    );
     tokio::time::sleep(
         (end_utc - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(100),
     )

@@ -51,6 +51,33 @@ fn key_names(meta: &TableMeta) -> String {
         .join(", ")
 }
 
+/// Logs what an existing destination's options will lose: versions beyond its max versions,
+/// and cells older than its max time deviation (rejected by the service).
+fn warn_about_options(source: &TableOptions, destination: &TableOptions, table: &str) {
+    let (source_versions, destination_versions) = (
+        source.max_versions.unwrap_or(1),
+        destination.max_versions.unwrap_or(1),
+    );
+    if destination_versions < source_versions {
+        tracing::warn!(
+            table,
+            source_versions,
+            destination_versions,
+            "the destination keeps fewer versions than the source; older versions are dropped"
+        );
+    }
+    if let Some(deviation) = destination.deviation_cell_version_in_sec
+        && deviation < DESTINATION_MAX_DEVIATION_SECS
+    {
+        tracing::warn!(
+            table,
+            deviation_secs = deviation,
+            "the destination rejects cells whose timestamp is further than this from now; \
+             older source cells will fail to replicate"
+        );
+    }
+}
+
 /// What [`ensure_destination_table`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableSetup {
@@ -125,6 +152,11 @@ pub async fn ensure_destination_table(
                     found,
                 });
             }
+            warn_about_options(
+                &source_desc.table_options,
+                &existing.table_options,
+                destination_table,
+            );
             Ok(TableSetup::Existed)
         }
         Err(e) if is_missing_table(&e) => {

@@ -77,6 +77,14 @@ pub struct ReplicateArgs {
     /// Serve Prometheus metrics on this address (overrides `[metrics] listen`).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Stop at this time instead of the config's `endTime` (`yyyy-MM-dd HH:mm:ss` local time,
+    /// or RFC 3339).
+    #[arg(long, value_parser = parse_end_time_arg)]
+    end_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn parse_end_time_arg(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    ots_replicator::config::parse_end_time(text)
 }
 
 /// Arguments of `serve`.
@@ -136,6 +144,9 @@ async fn replicate(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(listen) = args.metrics_listen {
         config.metrics_listen = Some(listen);
+    }
+    if let Some(end) = args.end_time {
+        config.end_time = Some(end);
     }
     let metrics = Arc::new(Metrics::default());
     let summary = run_replication(&config, metrics, shutdown_signal(), None).await?;

@@ -1,1 +1,276 @@
-fn main() {}
+//! Project automation.
+//!
+//! - `cargo xtask build-guests`: builds every guest in `guest-processors/` for
+//!   `wasm32-unknown-unknown`, turns each into a component and writes it, with a manifest, to
+//!   `guest-processors/components/`.
+//! - `cargo xtask check-guests`: rebuilds them and fails if the committed components are stale:
+//!   their sources changed since the build, or (with the same toolchain) the bytes differ.
+//!
+//! The build uses the rustup `wasm32-unknown-unknown` target when it is installed, and
+//! otherwise Debian's `rustc-web` with `-Zbuild-std` (see `docs/guests.md`).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail, ensure};
+use sha2::{Digest, Sha256};
+
+/// The guests shipped with the tool: crate directory under `guest-processors/`.
+const GUESTS: [&str; 4] = ["replicate", "filter", "rename", "misbehave"];
+const TARGET: &str = "wasm32-unknown-unknown";
+const MANIFEST: &str = "MANIFEST";
+
+fn main() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask lives in the repository root")?
+        .to_path_buf();
+    match std::env::args().nth(1).as_deref() {
+        Some("build-guests") => build_guests(&root),
+        Some("check-guests") => check_guests(&root),
+        _ => bail!("usage: cargo xtask (build-guests | check-guests)"),
+    }
+}
+
+/// What a build produced: components by guest name, and the manifest describing them.
+struct Build {
+    components: BTreeMap<&'static str, Vec<u8>>,
+    manifest: Manifest,
+}
+
+/// The record of a build committed beside the components.
+#[derive(Debug, PartialEq)]
+struct Manifest {
+    toolchain: String,
+    sources: String,
+    components: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    fn render(&self) -> String {
+        let mut text = format!(
+            "# Written by `cargo xtask build-guests`; checked by `cargo xtask check-guests`.\ntoolchain {}\nsources {}\n",
+            self.toolchain, self.sources
+        );
+        for (name, hash) in &self.components {
+            text.push_str(&format!("component {name} {hash}\n"));
+        }
+        text
+    }
+
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut manifest = Manifest {
+            toolchain: String::new(),
+            sources: String::new(),
+            components: BTreeMap::new(),
+        };
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (key, rest) = line.split_once(' ').context("malformed manifest line")?;
+            match key {
+                "toolchain" => manifest.toolchain = rest.to_owned(),
+                "sources" => manifest.sources = rest.to_owned(),
+                "component" => {
+                    let (name, hash) = rest.split_once(' ').context("malformed component line")?;
+                    manifest.components.insert(name.to_owned(), hash.to_owned());
+                }
+                other => bail!("unknown manifest key {other:?}"),
+            }
+        }
+        Ok(manifest)
+    }
+}
+
+fn build_guests(root: &Path) -> anyhow::Result<()> {
+    let build = build(root)?;
+    let out = root.join("guest-processors/components");
+    fs::create_dir_all(&out)?;
+    for (name, bytes) in &build.components {
+        fs::write(out.join(format!("{name}.wasm")), bytes)?;
+        println!("{name}.wasm: {} bytes", bytes.len());
+    }
+    fs::write(out.join(MANIFEST), build.manifest.render())?;
+    println!("components written to {}", out.display());
+    Ok(())
+}
+
+fn check_guests(root: &Path) -> anyhow::Result<()> {
+    let dir = root.join("guest-processors/components");
+    let committed = Manifest::parse(
+        &fs::read_to_string(dir.join(MANIFEST)).context("reading the components' MANIFEST")?,
+    )?;
+    let sources = source_hash(root)?;
+    ensure!(
+        committed.sources == sources,
+        "the guest sources (guest-processors/, wit/) changed since the committed components were built; run `cargo xtask build-guests` and commit guest-processors/components"
+    );
+    let build = build(root)?;
+    let same_toolchain = build.manifest.toolchain == committed.toolchain;
+    for (name, bytes) in &build.components {
+        let on_disk = fs::read(dir.join(format!("{name}.wasm")))
+            .with_context(|| format!("reading the committed {name}.wasm"))?;
+        ensure!(
+            committed.components.get(*name) == Some(&sha256(&on_disk)),
+            "{name}.wasm does not match the MANIFEST; run `cargo xtask build-guests`"
+        );
+        if same_toolchain {
+            ensure!(
+                bytes == &on_disk,
+                "{name}.wasm differs from a fresh build of its sources; run `cargo xtask build-guests` and commit guest-processors/components"
+            );
+        }
+    }
+    if same_toolchain {
+        println!(
+            "guest components match a fresh build ({} guests)",
+            GUESTS.len()
+        );
+    } else {
+        println!(
+            "warning: the components were built with `{}`, this machine has `{}`; sources match, bytes not compared",
+            committed.toolchain, build.manifest.toolchain
+        );
+    }
+    Ok(())
+}
+
+/// Builds every guest and componentizes it.
+fn build(root: &Path) -> anyhow::Result<Build> {
+    let guests_dir = root.join("guest-processors");
+    let target_dir = guests_dir.join("target");
+    let (mut command, toolchain) = if rustup_has_target() {
+        let mut command = Command::new("cargo");
+        command.args(["build", "--release", "--target", TARGET]);
+        (
+            command,
+            format!("{} (rustup target)", rustc_version("rustc")?),
+        )
+    } else {
+        let rustc = "/usr/bin/rustc";
+        ensure!(
+            Path::new(rustc).exists() && Path::new("/usr/bin/cargo").exists(),
+            "no wasm toolchain: install the rustup target `{TARGET}`, or Debian's rustc-web cargo-web rust-web-src lld-22 (scripts/setup.sh does)"
+        );
+        let mut command = Command::new("/usr/bin/cargo");
+        command
+            .args([
+                "build",
+                "--release",
+                "-Zbuild-std=std,panic_abort",
+                "--target",
+                TARGET,
+            ])
+            .env("RUSTC", rustc)
+            .env("RUSTC_BOOTSTRAP", "1");
+        (command, format!("{} (build-std)", rustc_version(rustc)?))
+    };
+    let cargo_home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let rustflags = format!(
+        "--remap-path-prefix={}=/src --remap-path-prefix={}=/cargo",
+        guests_dir.display(),
+        cargo_home.join("registry/src").display()
+    );
+    let status = command
+        .current_dir(&guests_dir)
+        .env("RUSTFLAGS", rustflags)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .arg("--locked")
+        .status()
+        .context("running cargo for the guests")?;
+    ensure!(status.success(), "building the guests failed");
+
+    let mut components = BTreeMap::new();
+    let mut hashes = BTreeMap::new();
+    for name in GUESTS {
+        let module_path = target_dir
+            .join(TARGET)
+            .join("release")
+            .join(format!("ots_guest_{name}.wasm"));
+        let module =
+            fs::read(&module_path).with_context(|| format!("reading {}", module_path.display()))?;
+        let component = wit_component::ComponentEncoder::default()
+            .module(&module)
+            .and_then(|e| e.validate(true).encode())
+            .with_context(|| format!("turning {name} into a component"))?;
+        hashes.insert(name.to_owned(), sha256(&component));
+        components.insert(name, component);
+    }
+    Ok(Build {
+        components,
+        manifest: Manifest {
+            toolchain,
+            sources: source_hash(root)?,
+            components: hashes,
+        },
+    })
+}
+
+fn rustup_has_target() -> bool {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == TARGET)
+        })
+}
+
+fn rustc_version(rustc: &str) -> anyhow::Result<String> {
+    let out = Command::new(rustc).arg("--version").output()?;
+    ensure!(out.status.success(), "{rustc} --version failed");
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// A hash over the guests' sources and the WIT package: every file under `guest-processors/`
+/// (but its build output and components) and `wit/`, by relative path.
+fn source_hash(root: &Path) -> anyhow::Result<String> {
+    let mut files = Vec::new();
+    collect(root, &root.join("guest-processors"), &mut files)?;
+    collect(root, &root.join("wit"), &mut files)?;
+    files.sort();
+    let mut hasher = Sha256::new();
+    for rel in files {
+        let bytes = fs::read(root.join(&rel))?;
+        hasher.update(rel.as_bytes());
+        hasher.update([0]);
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn collect(root: &Path, dir: &Path, files: &mut Vec<String>) -> anyhow::Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.is_dir() {
+            if name != "target" && name != "components" {
+                collect(root, &path, files)?;
+            }
+        } else {
+            let rel = path
+                .strip_prefix(root)?
+                .to_string_lossy()
+                .replace('\\', "/");
+            files.push(rel);
+        }
+    }
+    Ok(())
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,472 @@
+//! The sandbox proper: a compiled guest, a pool of its instances, and the call discipline
+//! (deadline, memory limit, replacement after a trap, validation, hot swap).
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use ots_client::tunnel::TunnelRecord;
+use ots_protocol::model::{PrimaryKeyValue, RowChange};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{ResourceLimiter, Store, Trap};
+
+use crate::bindings::{self as wit, Processor, ProcessorImports};
+use crate::convert::{self, Reads};
+use crate::engine::{engine, ticks};
+use crate::error::{SandboxError, SandboxErrorKind};
+use crate::source::{GuestSource, Stamp};
+
+/// The limits every guest call runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long one call (`init` or `process`) may run.
+    pub call_timeout: Duration,
+    /// The most linear memory an instance may have.
+    pub memory_bytes: usize,
+    /// Log messages kept per call; the rest are counted and reported once.
+    pub log_messages_per_call: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_secs(10),
+            memory_bytes: 64 << 20,
+            log_messages_per_call: 100,
+        }
+    }
+}
+
+/// The result of processing a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Processed {
+    /// The row changes to write, in record order.
+    pub changes: Vec<RowChange>,
+    /// Records the guest asked to set aside, for the dead-letter sink.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A record the guest skipped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    /// Its index in the batch.
+    pub index: usize,
+    /// The guest's reason.
+    pub message: String,
+}
+
+/// Per-instance host state: the memory limiter and the log budget.
+struct HostState {
+    guest: Arc<str>,
+    memory_bytes: usize,
+    memory_denied: bool,
+    logs_left: u32,
+    logs_dropped: u64,
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.memory_denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl ProcessorImports for HostState {
+    fn log(&mut self, level: wit::LogLevel, message: String) {
+        if self.logs_left == 0 {
+            self.logs_dropped += 1;
+            return;
+        }
+        self.logs_left -= 1;
+        let guest = &*self.guest;
+        match level {
+            wit::LogLevel::Debug => tracing::debug!(guest, "{message}"),
+            wit::LogLevel::Info => tracing::info!(guest, "{message}"),
+            wit::LogLevel::Warn => tracing::warn!(guest, "{message}"),
+            wit::LogLevel::Error => tracing::error!(guest, "{message}"),
+        }
+    }
+}
+
+impl wit::ots::processor::types::Host for HostState {}
+
+/// One compiled version of the guest.
+struct Loaded {
+    generation: u64,
+    component: Component,
+    reads: Reads,
+    stamp: Stamp,
+}
+
+/// A live instance of one version.
+struct Instance {
+    generation: u64,
+    store: Store<HostState>,
+    processor: Processor,
+}
+
+/// What compiles, instantiates and calls one guest.
+struct Runtime {
+    name: Arc<str>,
+    source: GuestSource,
+    options: String,
+    limits: Limits,
+    linker: Linker<HostState>,
+    generations: AtomicU64,
+}
+
+/// A guest processor, ready to process batches from any number of threads.
+pub struct Sandbox {
+    runtime: Runtime,
+    target_table: Option<String>,
+    current: RwLock<Arc<Loaded>>,
+    /// The stamp of a file version that failed to load, so it is not retried every batch.
+    rejected: Mutex<Stamp>,
+    pool: Mutex<Vec<Instance>>,
+}
+
+impl Sandbox {
+    /// Compiles the guest from `source`, instantiates it and runs its `init` with `options`
+    /// (a JSON object), so that a bad guest or bad options fail here.
+    pub fn load(
+        source: GuestSource,
+        options: &serde_json::Value,
+        limits: Limits,
+    ) -> Result<Self, SandboxError> {
+        let name: Arc<str> = source.name().into();
+        let mut linker = Linker::new(engine());
+        Processor::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| error(&name, SandboxErrorKind::Load(format!("{e:#}")), None))?;
+        let runtime = Runtime {
+            name,
+            source,
+            options: options.to_string(),
+            limits,
+            linker,
+            generations: AtomicU64::new(0),
+        };
+        let (loaded, instance, info) = runtime.compile()?;
+        Ok(Self {
+            runtime,
+            target_table: info.target_table,
+            current: RwLock::new(Arc::new(loaded)),
+            rejected: Mutex::new(None),
+            pool: Mutex::new(vec![instance]),
+        })
+    }
+
+    /// The guest's name (a built-in's name or the file name).
+    pub fn name(&self) -> &str {
+        &self.runtime.name
+    }
+
+    /// The table the guest asked to write to instead of the configured one.
+    pub fn target_table(&self) -> Option<&str> {
+        self.target_table.as_deref()
+    }
+
+    /// Runs the guest over `records` of `table` and returns the validated row changes. A failed
+    /// batch leaves nothing behind: the caller must not write or checkpoint any of it.
+    pub fn process(
+        &self,
+        table: &str,
+        records: &[TunnelRecord],
+    ) -> Result<Processed, SandboxError> {
+        self.swap_if_changed();
+        let loaded = self
+            .current
+            .read()
+            .map(|l| l.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        let mut remaining: Vec<usize> = (0..records.len()).collect();
+        let mut skipped = Vec::new();
+        loop {
+            let batch_records: Cow<'_, [TunnelRecord]> = if skipped.is_empty() {
+                Cow::Borrowed(records)
+            } else {
+                Cow::Owned(remaining.iter().map(|&i| records[i].clone()).collect())
+            };
+            let describe = |i: Option<usize>| match i.and_then(|i| remaining.get(i)) {
+                Some(&original) => Some(describe_record(original, &records[original])),
+                None => describe_batch(&batch_records),
+            };
+            let batch =
+                convert::lower(table, &batch_records, &loaded.reads).map_err(|(i, m)| {
+                    self.runtime.error(
+                        SandboxErrorKind::InvalidOutput(format!("cannot pass record: {m}")),
+                        describe(i),
+                    )
+                })?;
+            let mut instance = self.instance(&loaded)?;
+            let result = self
+                .runtime
+                .call(&mut instance, |p, store| p.call_process(store, &batch));
+            let output = match result {
+                Err(kind) => return Err(self.runtime.error(kind, describe(None))),
+                Ok(output) => output,
+            };
+            match output {
+                Ok(output) => {
+                    let lifted = convert::lift(&batch_records, &batch, output);
+                    self.put_back(instance);
+                    let changes = lifted.map_err(|(i, m)| {
+                        self.runtime
+                            .error(SandboxErrorKind::InvalidOutput(m), describe(i))
+                    })?;
+                    return Ok(Processed { changes, skipped });
+                }
+                Err(failure) => {
+                    self.put_back(instance);
+                    let index = failure.record.map(|i| i as usize);
+                    match (failure.action, index) {
+                        (wit::FailureAction::Skip, Some(i)) if i < remaining.len() => {
+                            skipped.push(Skipped {
+                                index: remaining.remove(i),
+                                message: failure.message,
+                            });
+                            if remaining.is_empty() {
+                                return Ok(Processed {
+                                    changes: Vec::new(),
+                                    skipped,
+                                });
+                            }
+                        }
+                        (action, _) => {
+                            let message = match action {
+                                wit::FailureAction::Skip => format!(
+                                    "{} (asked to skip without naming a record of the batch)",
+                                    failure.message
+                                ),
+                                _ => failure.message,
+                            };
+                            let retry = action == wit::FailureAction::Retry;
+                            return Err(self.runtime.error(
+                                SandboxErrorKind::Failed { message, retry },
+                                describe(index),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Swaps in a changed guest file, at this batch boundary. A version that fails to load is
+    /// reported once and the running one is kept.
+    fn swap_if_changed(&self) {
+        let Ok(stamp) = self.runtime.source.stamp() else {
+            return;
+        };
+        let current = self.current.read().map(|l| l.stamp).unwrap_or(None);
+        if stamp.is_none() || stamp == current {
+            return;
+        }
+        {
+            let mut rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+            if *rejected == stamp {
+                return;
+            }
+            *rejected = stamp;
+        }
+        match self.runtime.compile() {
+            Ok((loaded, instance, info)) if info.target_table == self.target_table => {
+                tracing::info!(guest = %self.runtime.name, generation = loaded.generation, "guest file changed; the new version takes over at this batch");
+                if let Ok(mut current) = self.current.write() {
+                    *current = Arc::new(loaded);
+                }
+                self.put_back(instance);
+            }
+            Ok(_) => tracing::error!(
+                guest = %self.runtime.name,
+                "the changed guest asks for another target table; keeping the running version (restart to change tables)"
+            ),
+            Err(e) => {
+                tracing::error!(guest = %self.runtime.name, "the changed guest file cannot be used; keeping the running version: {e}")
+            }
+        }
+    }
+
+    fn instance(&self, loaded: &Loaded) -> Result<Instance, SandboxError> {
+        let pooled = {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            pool.retain(|i| i.generation >= loaded.generation);
+            pool.pop()
+        };
+        if let Some(instance) = pooled {
+            return Ok(instance);
+        }
+        let mut instance = self
+            .runtime
+            .instantiate(&loaded.component, loaded.generation)?;
+        let options = self.runtime.options.clone();
+        self.runtime
+            .call(&mut instance, |p, store| p.call_init(store, &options))
+            .map_err(|k| self.runtime.error(k, None))?
+            .map_err(|m| self.runtime.error(SandboxErrorKind::Init(m), None))?;
+        Ok(instance)
+    }
+
+    fn put_back(&self, instance: Instance) {
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(instance);
+    }
+}
+
+impl Runtime {
+    /// Compiles the current file, instantiates it and runs `init`.
+    fn compile(&self) -> Result<(Loaded, Instance, wit::ProcessorInfo), SandboxError> {
+        let load_error = |m: String| self.error(SandboxErrorKind::Load(m), None);
+        let stamp = self.source.stamp().map_err(|e| load_error(e.to_string()))?;
+        let bytes = self.source.read().map_err(|e| load_error(e.to_string()))?;
+        let component = crate::engine::compile(&bytes).map_err(|e| load_error(format!("{e:#}")))?;
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut instance = self.instantiate(&component, generation)?;
+        let options = self.options.clone();
+        let info = self
+            .call(&mut instance, |p, store| p.call_init(store, &options))
+            .map_err(|k| self.error(k, None))?
+            .map_err(|m| self.error(SandboxErrorKind::Init(m), None))?;
+        let reads = Reads::from(&info.interest);
+        Ok((
+            Loaded {
+                generation,
+                component,
+                reads,
+                stamp,
+            },
+            instance,
+            info,
+        ))
+    }
+
+    fn instantiate(
+        &self,
+        component: &Component,
+        generation: u64,
+    ) -> Result<Instance, SandboxError> {
+        let mut store = Store::new(
+            engine(),
+            HostState {
+                guest: self.name.clone(),
+                memory_bytes: self.limits.memory_bytes,
+                memory_denied: false,
+                logs_left: 0,
+                logs_dropped: 0,
+            },
+        );
+        store.limiter(|state| state);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks(self.limits.call_timeout));
+        let processor = Processor::instantiate(&mut store, component, &self.linker)
+            .map_err(|e| self.error(SandboxErrorKind::Load(format!("{e:#}")), None))?;
+        Ok(Instance {
+            generation,
+            store,
+            processor,
+        })
+    }
+
+    /// Calls into the guest under the deadline and the log budget. A trap consumes the
+    /// instance's usefulness: the caller drops it (it is not put back).
+    fn call<R>(
+        &self,
+        instance: &mut Instance,
+        f: impl FnOnce(&Processor, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, SandboxErrorKind> {
+        let store = &mut instance.store;
+        store.set_epoch_deadline(ticks(self.limits.call_timeout));
+        store.data_mut().logs_left = self.limits.log_messages_per_call;
+        let result = f(&instance.processor, store);
+        let state = store.data_mut();
+        if state.logs_dropped > 0 {
+            tracing::warn!(guest = %self.name, dropped = state.logs_dropped, "guest log messages over the limit were dropped");
+            state.logs_dropped = 0;
+        }
+        result
+            .map_err(|e| {
+                if state.memory_denied {
+                    SandboxErrorKind::MemoryLimit {
+                        bytes: self.limits.memory_bytes,
+                    }
+                } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                    SandboxErrorKind::Timeout {
+                        millis: self.limits.call_timeout.as_millis(),
+                    }
+                } else {
+                    SandboxErrorKind::Trap(format!("{e:#}"))
+                }
+            })
+            .map_err(|kind| {
+                tracing::warn!(guest = %self.name, "instance discarded after: {kind}");
+                kind
+            })
+    }
+
+    fn error(&self, kind: SandboxErrorKind, record: Option<String>) -> SandboxError {
+        error(&self.name, kind, record)
+    }
+}
+
+fn error(guest: &str, kind: SandboxErrorKind, record: Option<String>) -> SandboxError {
+    SandboxError {
+        guest: guest.to_owned(),
+        kind,
+        record,
+    }
+}
+
+fn describe_record(index: usize, record: &TunnelRecord) -> String {
+    format!("record {index} of the batch, key {}", key_text(record))
+}
+
+fn describe_batch(records: &[TunnelRecord]) -> Option<String> {
+    let (first, last) = (records.first()?, records.last()?);
+    Some(format!(
+        "a batch of {} records, keys {} to {}",
+        records.len(),
+        key_text(first),
+        key_text(last)
+    ))
+}
+
+fn key_text(record: &TunnelRecord) -> String {
+    let columns: Vec<String> = record
+        .change
+        .primary_key()
+        .0
+        .iter()
+        .map(|c| {
+            let value = match &c.value {
+                PrimaryKeyValue::Integer(i) => i.to_string(),
+                PrimaryKeyValue::String(s) => format!("{s:?}"),
+                PrimaryKeyValue::Binary(b) => format!(
+                    "0x{}",
+                    b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+                ),
+                other => format!("{other:?}"),
+            };
+            format!("{}={value}", c.name)
+        })
+        .collect();
+    format!("({})", columns.join(", "))
+}

@@ -1,7 +1,8 @@
 //! `otsrep demo`: everything on one machine with no options. Starts the local server in a
-//! temporary directory, creates and fills a source table, keeps writing to it while two
-//! replications run (the faithful `replicate` guest, and a `filter` guest), stops them at an
-//! end time, verifies the copy and prints a summary.
+//! temporary directory, creates and fills a source table, keeps writing to it while three
+//! replications run (the faithful `replicate` guest, a `filter` and a `rename` guest), stops
+//! them at an end time, verifies each destination against what its guest should have made of
+//! the source, and prints a summary.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use ots_replicator::config::{
     ProcessorConfig, ProcessorSource, ReplicatorConfig, TableEndpoint, Tuning,
 };
 use ots_replicator::metrics::Metrics;
-use ots_replicator::verify::{VerifyOptions, VerifyReport, verify};
+use ots_protocol::model::{PrimaryKeyValue, Row};
+use ots_replicator::verify::{RowView, VerifyOptions, VerifyReport, verify_view};
 
 use crate::workload::{self, WriteLoad};
 
@@ -93,7 +95,79 @@ pub fn describe_report(report: &VerifyReport) -> String {
     out
 }
 
-/// Runs the demo; exits non-zero if the copy does not verify.
+/// One replication the demo runs: a processor, where it writes, and what the destination
+/// must then hold.
+struct Example {
+    label: &'static str,
+    tunnel: &'static str,
+    destination: &'static str,
+    description: String,
+    processor: ProcessorConfig,
+    view: Box<RowView>,
+}
+
+/// The demo's replications: the faithful copy, a filter (a key range, one column left out)
+/// and a rename (two columns).
+fn examples(rows: i64) -> Vec<Example> {
+    let half = rows / 2;
+    vec![
+        Example {
+            label: "replicate",
+            tunnel: "demo_tunnel",
+            destination: "demo_copy",
+            description: "exact copy".into(),
+            processor: ProcessorConfig::default(),
+            view: Box::new(Some),
+        },
+        Example {
+            label: "filter   ",
+            tunnel: "demo_filter_tunnel",
+            destination: "demo_filtered",
+            description: format!("rows with id < {half}, without `blob`"),
+            processor: ProcessorConfig {
+                source: ProcessorSource::Builtin("filter".into()),
+                options: serde_json::json!({
+                    "where": [{"column": "id", "less_than": half}],
+                    "exclude_columns": ["blob"],
+                }),
+                ..ProcessorConfig::default()
+            },
+            view: Box::new(move |mut row: Row| {
+                let id = row.primary_key.0.iter().find_map(|k| match k.value {
+                    PrimaryKeyValue::Integer(id) if k.name == "id" => Some(id),
+                    _ => None,
+                })?;
+                row.cells.retain(|c| c.name != "blob");
+                // An update that only touches `blob` is dropped whole, so a row that such
+                // an update alone created (a key with no columns) has no copy.
+                (id < half && !row.cells.is_empty()).then_some(row)
+            }),
+        },
+        Example {
+            label: "rename   ",
+            tunnel: "demo_rename_tunnel",
+            destination: "demo_renamed",
+            description: "`name` as `title`, `score` as `rating`".into(),
+            processor: ProcessorConfig {
+                source: ProcessorSource::Builtin("rename".into()),
+                options: serde_json::json!({"columns": {"name": "title", "score": "rating"}}),
+                ..ProcessorConfig::default()
+            },
+            view: Box::new(|mut row: Row| {
+                for cell in &mut row.cells {
+                    match cell.name.as_str() {
+                        "name" => cell.name = "title".into(),
+                        "score" => cell.name = "rating".into(),
+                        _ => {}
+                    }
+                }
+                Some(row)
+            }),
+        },
+    ]
+}
+
+/// Runs the demo; exits non-zero if a copy does not verify.
 pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     let started = Instant::now();
     let temp = tempfile::tempdir().context("creating a temporary data directory")?;
@@ -148,32 +222,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         args.write_secs
     );
 
-    let mut copy = config;
-    copy.end_time = Some(end_time);
-    let mut filtered = local_config(
-        &url,
-        source_table,
-        "demo_filter_tunnel",
-        "demo_filtered",
-        ProcessorConfig {
-            source: ProcessorSource::Builtin("filter".into()),
-            options: crate::guests::demo_filter_options(),
-            guest_dir: None,
-        },
-    );
-    filtered.end_time = Some(end_time);
-
-    let copy_metrics = Arc::new(Metrics::default());
-    let filtered_metrics = Arc::new(Metrics::default());
-    let expected = Some(args.rows as u64);
-    let copy_run = tokio::spawn({
-        let metrics = copy_metrics.clone();
-        async move { crate::run_replication(&copy, metrics, std::future::pending(), expected).await }
-    });
-    let filtered_run = tokio::spawn({
-        let metrics = filtered_metrics.clone();
-        async move { crate::run_replication(&filtered, metrics, std::future::pending(), None).await }
-    });
+    let mut runs = Vec::new();
+    for example in examples(args.rows) {
+        let mut config = local_config(
+            &url,
+            source_table,
+            example.tunnel,
+            example.destination,
+            example.processor.clone(),
+        );
+        config.end_time = Some(end_time);
+        let metrics = Arc::new(Metrics::default());
+        let expected = (example.tunnel == "demo_tunnel").then_some(args.rows as u64);
+        let task = tokio::spawn({
+            let metrics = metrics.clone();
+            async move {
+                crate::run_replication(&config, metrics, std::future::pending(), expected).await
+            }
+        });
+        runs.push((example, task));
+    }
 
     // Stop writing just before the end time, then give every channel a record past it
     // (a row written and deleted again, so the table's contents stay as of the end time).
@@ -190,50 +258,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         "demo: stopped the write load after {written} changes"
     ));
 
-    let copy_summary = copy_run.await.context("replication task panicked")??;
-    println!("demo: replicate processor: {copy_summary}");
-    // The filter example is shown, not checked: its outcome depends on the guest's options.
-    match filtered_run.await.context("replication task panicked")? {
-        Ok(summary) => println!("demo: filter processor:    {summary}"),
-        Err(error) => println!("demo: filter processor:    not run: {error:#}"),
-    }
-
-    let report = verify(
-        &client,
-        source_table,
-        &client,
-        "demo_copy",
-        VerifyOptions::default(),
-    )
-    .await?;
-    print!("{}", describe_report(&report));
-    if filtered_metrics.snapshot().rows_written > 0 {
-        let filtered_rows = verify(
+    let mut all_match = true;
+    for (example, task) in runs {
+        let summary = task.await.context("replication task panicked")??;
+        println!("demo: {} processor: {summary}", example.label);
+        let report = verify_view(
             &client,
             source_table,
             &client,
-            "demo_filtered",
+            example.destination,
             VerifyOptions::default(),
+            &*example.view,
         )
-        .await?
-        .destination_rows();
+        .await?;
         println!(
-            "demo: demo_filtered holds {filtered_rows} of {} rows ({})",
-            report.source_rows(),
-            crate::guests::DEMO_FILTER_DESCRIPTION
+            "demo: {} ({}) vs {source_table}: {}",
+            example.destination,
+            example.description,
+            describe_report(&report).trim_end()
         );
+        all_match &= report.is_match();
     }
     server.shutdown().await;
     println!(
         "demo: {} in {:.1}s",
-        if report.is_match() {
-            "copy verified"
+        if all_match {
+            "every copy verified"
         } else {
-            "COPY DIFFERS"
+            "A COPY DIFFERS"
         },
         started.elapsed().as_secs_f64()
     );
-    Ok(if report.is_match() {
+    Ok(if all_match {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::from(2)

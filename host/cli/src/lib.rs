@@ -162,8 +162,23 @@ pub async fn run_replication(
     shutdown: impl std::future::Future<Output = ()> + Send,
     expected_rows: Option<u64>,
 ) -> anyhow::Result<RunSummary> {
-    let transform = guests::load_transform(&config.processor)
+    let transform = guests::load_transform(&config.processor, &config.source.table_name)
         .with_context(|| format!("loading processor {:?}", config.processor.source))?;
+    let retargeted;
+    let config = match transform.target_table() {
+        Some(table) if table != config.destination.table_name => {
+            tracing::info!(table, "the processor writes to its own target table");
+            retargeted = ReplicatorConfig {
+                destination: ots_replicator::config::TableEndpoint {
+                    table_name: table.to_owned(),
+                    ..config.destination.clone()
+                },
+                ..config.clone()
+            };
+            &retargeted
+        }
+        _ => config,
+    };
     let progress = progress::Progress::start(
         config.destination.table_name.clone(),
         metrics.clone(),

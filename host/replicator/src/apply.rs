@@ -28,6 +28,8 @@ pub struct TransformError {
     pub processor: String,
     /// What went wrong.
     pub reason: String,
+    /// Whether processing the batch again later may succeed.
+    pub retriable: bool,
 }
 
 /// Why a batch was not applied.
@@ -150,10 +152,11 @@ impl BatchApplier {
 
 impl ApplyError {
     /// Whether applying the same batch again may succeed: a destination that is busy or
-    /// unreachable, not a processor error or a row the destination rejects.
+    /// unreachable, or a processor that asks for a retry; not a processor failure or a row the
+    /// destination rejects.
     pub fn is_retriable(&self) -> bool {
         let client_error = match self {
-            Self::Transform(_) => return false,
+            Self::Transform(error) => return error.retriable,
             Self::Write(WriteError::Request { error, .. }) => error,
             Self::Write(WriteError::Rows { first, .. }) => first,
         };

@@ -121,7 +121,20 @@ pub struct ProcessorConfig {
     pub options: Value,
     /// Directory guest files are loaded from (overrides the built-in components).
     pub guest_dir: Option<PathBuf>,
+    /// How long one guest call may run.
+    pub call_timeout: Duration,
+    /// The most memory a guest instance may use, in bytes.
+    pub memory_limit: usize,
+    /// Where records the guest skips are appended (JSON lines).
+    pub dead_letter: PathBuf,
 }
+
+/// Default deadline of one guest call.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default memory limit of a guest instance.
+pub const DEFAULT_MEMORY_LIMIT_MB: usize = 64;
+/// Default dead-letter file.
+pub const DEFAULT_DEAD_LETTER: &str = "otsrep-dead-letter.jsonl";
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
@@ -129,6 +142,9 @@ impl Default for ProcessorConfig {
             source: ProcessorSource::Builtin("replicate".into()),
             options: Value::Object(Map::new()),
             guest_dir: None,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            memory_limit: DEFAULT_MEMORY_LIMIT_MB << 20,
+            dead_letter: PathBuf::from(DEFAULT_DEAD_LETTER),
         }
     }
 }
@@ -267,7 +283,15 @@ impl ReplicatorConfig {
         let processor = match root.optional_section("processor")? {
             None => ProcessorConfig::default(),
             Some(mut section) => {
-                section.allow(&["name", "file", "options", "guest_dir"])?;
+                section.allow(&[
+                    "name",
+                    "file",
+                    "options",
+                    "guest_dir",
+                    "call_timeout_ms",
+                    "memory_limit_mb",
+                    "dead_letter",
+                ])?;
                 processor_config(&mut section)?
             }
         };
@@ -376,10 +400,36 @@ fn processor_config(section: &mut Section) -> Result<ProcessorConfig, ConfigErro
         }
     };
     let guest_dir = section.optional_string("guest_dir")?.map(PathBuf::from);
+    let call_timeout = match section.optional_integer("call_timeout_ms")? {
+        None => DEFAULT_CALL_TIMEOUT,
+        Some(ms) if (1..=600_000).contains(&ms) => Duration::from_millis(ms as u64),
+        Some(ms) => {
+            return Err(key_error(
+                section.path("call_timeout_ms"),
+                format!("must be between 1 and 600000 milliseconds, got {ms}"),
+            ));
+        }
+    };
+    let memory_limit = match section.optional_integer("memory_limit_mb")? {
+        None => DEFAULT_MEMORY_LIMIT_MB << 20,
+        Some(mb) if (1..=4096).contains(&mb) => (mb as usize) << 20,
+        Some(mb) => {
+            return Err(key_error(
+                section.path("memory_limit_mb"),
+                format!("must be between 1 and 4096 MiB, got {mb}"),
+            ));
+        }
+    };
+    let dead_letter = section
+        .optional_string("dead_letter")?
+        .map_or_else(|| PathBuf::from(DEFAULT_DEAD_LETTER), PathBuf::from);
     Ok(ProcessorConfig {
         source,
         options,
         guest_dir,
+        call_timeout,
+        memory_limit,
+        dead_letter,
     })
 }
 
@@ -761,6 +811,20 @@ mod tests {
         );
         assert_eq!(config.tuning.monitor_interval, Duration::from_secs(1));
         assert_eq!(config.tuning.client_tag.as_deref(), Some("w1"));
+
+        assert_eq!(config.processor.call_timeout, DEFAULT_CALL_TIMEOUT);
+        let limited = text.replace(
+            "guest_dir = \"/opt/guests\"",
+            "guest_dir = \"/opt/guests\"\ncall_timeout_ms = 250\nmemory_limit_mb = 16\ndead_letter = \"/var/dl.jsonl\"",
+        );
+        let limited = ReplicatorConfig::parse(&limited, Format::Toml, no_env).unwrap();
+        assert_eq!(limited.processor.call_timeout, Duration::from_millis(250));
+        assert_eq!(limited.processor.memory_limit, 16 << 20);
+        assert_eq!(limited.processor.dead_letter, PathBuf::from("/var/dl.jsonl"));
+        let zero = text.replace("guest_dir = \"/opt/guests\"", "memory_limit_mb = 0");
+        assert!(error(&zero, Format::Toml).starts_with(
+            "config key `processor.memory_limit_mb`: must be between 1 and 4096 MiB, got 0"
+        ));
 
         let unknown = text.replace("name = \"rename\"", "name = \"upper\"");
         assert!(error(&unknown, Format::Toml).starts_with(

@@ -252,6 +252,31 @@ pub async fn verify(
     destination_table: &str,
     options: VerifyOptions,
 ) -> Result<VerifyReport, VerifyError> {
+    verify_view(
+        source,
+        source_table,
+        destination,
+        destination_table,
+        options,
+        &Some,
+    )
+    .await
+}
+
+/// What a processor should have made of a source row: the row as the destination should hold
+/// it, or `None` when it should not be there.
+pub type RowView = dyn Fn(Row) -> Option<Row> + Send + Sync;
+
+/// Like [`verify`], but compares the destination with `view` of the source: how a filtering or
+/// renaming processor is checked.
+pub async fn verify_view(
+    source: &Client,
+    source_table: &str,
+    destination: &Client,
+    destination_table: &str,
+    options: VerifyOptions,
+    view: &RowView,
+) -> Result<VerifyReport, VerifyError> {
     let description = source
         .describe_table(source_table)
         .await
@@ -301,7 +326,11 @@ pub async fn verify(
         let mut source_digest = Digester::new();
         while source_digest.rows < rows_per_range as u64 {
             match src.next().await? {
-                Some(row) => source_digest.add(row),
+                Some(row) => {
+                    if let Some(row) = view(row) {
+                        source_digest.add(row);
+                    }
+                }
                 None => break,
             }
         }

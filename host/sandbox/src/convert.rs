@@ -269,10 +269,11 @@ impl Names {
             .ok_or_else(|| format!("unknown name id {id}"))
     }
 
-    /// `change` with the renames and removals applied.
-    fn apply(&self, change: &RowChange) -> RowChange {
+    /// `change` with the renames and removals applied; `None` for an update left without
+    /// columns (the service refuses those, and it would change nothing).
+    fn apply(&self, change: &RowChange) -> Option<RowChange> {
         if self.changed.is_empty() {
-            return change.clone();
+            return Some(change.clone());
         }
         let rename = |name: &str| -> Option<String> {
             match self.changed.get(name) {
@@ -280,7 +281,7 @@ impl Names {
                 None => Some(name.to_owned()),
             }
         };
-        match change {
+        Some(match change {
             RowChange::Put { primary_key, cells } => RowChange::Put {
                 primary_key: primary_key.clone(),
                 cells: cells
@@ -297,9 +298,8 @@ impl Names {
             RowChange::Update {
                 primary_key,
                 updates,
-            } => RowChange::Update {
-                primary_key: primary_key.clone(),
-                updates: updates
+            } => {
+                let updates: Vec<ColumnUpdate> = updates
                     .iter()
                     .filter_map(|u| {
                         rename(&u.name).map(|name| ColumnUpdate {
@@ -307,10 +307,17 @@ impl Names {
                             op: u.op.clone(),
                         })
                     })
-                    .collect(),
-            },
+                    .collect();
+                if updates.is_empty() {
+                    return None;
+                }
+                RowChange::Update {
+                    primary_key: primary_key.clone(),
+                    updates,
+                }
+            }
             RowChange::Delete { .. } => change.clone(),
-        }
+        })
     }
 }
 
@@ -323,7 +330,10 @@ pub fn lift(
     let names =
         Names::resolve(batch, output.added_names, output.name_changes).map_err(|m| (None, m))?;
     match output.outcome {
-        wit::Outcome::AllKept => Ok(records.iter().map(|r| names.apply(&r.change)).collect()),
+        wit::Outcome::AllKept => Ok(records
+            .iter()
+            .filter_map(|r| names.apply(&r.change))
+            .collect()),
         wit::Outcome::Actions(actions) => {
             if actions.len() != records.len() {
                 return Err((
@@ -338,13 +348,15 @@ pub fn lift(
             let mut changes = Vec::with_capacity(records.len());
             for (index, (record, action)) in records.iter().zip(actions).enumerate() {
                 match action {
-                    wit::Action::Keep => changes.push(names.apply(&record.change)),
+                    wit::Action::Keep => changes.extend(names.apply(&record.change)),
                     wit::Action::Drop => {}
                     wit::Action::Replace(list) => {
                         for change in list {
                             let change = row_change(&names, record.change.primary_key(), change)
                                 .map_err(|m| (Some(index), m))?;
-                            changes.push(change);
+                            if writes_something(&change) {
+                                changes.push(change);
+                            }
                         }
                     }
                 }
@@ -455,6 +467,11 @@ fn row_change(
             })
         }
     }
+}
+
+/// Whether `change` writes something: an update must name at least one column.
+fn writes_something(change: &RowChange) -> bool {
+    !matches!(change, RowChange::Update { updates, .. } if updates.is_empty())
 }
 
 fn model_value(value: wit::Value) -> Result<Value, String> {

@@ -7,6 +7,9 @@ bash scripts/setup.sh
 
 echo "== rustfmt"
 cargo fmt --all --check
+(cd guest-processors && cargo fmt --all --check)
+echo "== guest components (rebuilt from source, compared with the committed ones)"
+cargo xtask check-guests
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"

@@ -17,8 +17,9 @@ use std::process::Command;
 use anyhow::{Context, bail, ensure};
 use sha2::{Digest, Sha256};
 
-/// The guests shipped with the tool: crate directory under `guest-processors/`.
-const GUESTS: [&str; 4] = ["replicate", "filter", "rename", "misbehave"];
+/// The guest SDK's directory under `guest-processors/`; every other directory holding a
+/// `Cargo.toml` is a guest, crate `ots-guest-<directory>`.
+const SDK: &str = "sdk";
 const TARGET: &str = "wasm32-unknown-unknown";
 const MANIFEST: &str = "MANIFEST";
 
@@ -36,7 +37,7 @@ fn main() -> anyhow::Result<()> {
 
 /// What a build produced: components by guest name, and the manifest describing them.
 struct Build {
-    components: BTreeMap<&'static str, Vec<u8>>,
+    components: BTreeMap<String, Vec<u8>>,
     manifest: Manifest,
 }
 
@@ -111,10 +112,11 @@ fn check_guests(root: &Path) -> anyhow::Result<()> {
     let build = build(root)?;
     let same_toolchain = build.manifest.toolchain == committed.toolchain;
     for (name, bytes) in &build.components {
-        let on_disk = fs::read(dir.join(format!("{name}.wasm")))
-            .with_context(|| format!("reading the committed {name}.wasm"))?;
+        let on_disk = fs::read(dir.join(format!("{name}.wasm"))).with_context(|| {
+            format!("reading the committed {name}.wasm; run `cargo xtask build-guests`")
+        })?;
         ensure!(
-            committed.components.get(*name) == Some(&sha256(&on_disk)),
+            committed.components.get(name) == Some(&sha256(&on_disk)),
             "{name}.wasm does not match the MANIFEST; run `cargo xtask build-guests`"
         );
         if same_toolchain {
@@ -124,10 +126,16 @@ fn check_guests(root: &Path) -> anyhow::Result<()> {
             );
         }
     }
+    let built: Vec<&String> = build.components.keys().collect();
+    let listed: Vec<&String> = committed.components.keys().collect();
+    ensure!(
+        built == listed,
+        "the MANIFEST lists the components {listed:?} but the guests are {built:?}; run `cargo xtask build-guests`"
+    );
     if same_toolchain {
         println!(
             "guest components match a fresh build ({} guests)",
-            GUESTS.len()
+            build.components.len()
         );
     } else {
         println!(
@@ -189,7 +197,7 @@ fn build(root: &Path) -> anyhow::Result<Build> {
 
     let mut components = BTreeMap::new();
     let mut hashes = BTreeMap::new();
-    for name in GUESTS {
+    for name in guest_names(&guests_dir)? {
         let module_path = target_dir
             .join(TARGET)
             .join("release")
@@ -200,7 +208,7 @@ fn build(root: &Path) -> anyhow::Result<Build> {
             .module(&module)
             .and_then(|e| e.validate(true).encode())
             .with_context(|| format!("turning {name} into a component"))?;
-        hashes.insert(name.to_owned(), sha256(&component));
+        hashes.insert(name.clone(), sha256(&component));
         components.insert(name, component);
     }
     Ok(Build {
@@ -211,6 +219,20 @@ fn build(root: &Path) -> anyhow::Result<Build> {
             components: hashes,
         },
     })
+}
+
+/// The guests: the directories of `guest-processors/` with a `Cargo.toml`, but the SDK's.
+fn guest_names(guests_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(guests_dir).context("listing guest-processors/")? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.join("Cargo.toml").is_file() && name != SDK {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 fn rustup_has_target() -> bool {

@@ -44,7 +44,12 @@ impl RecordTransform for GuestTransform {
             })?;
         if !processed.skipped.is_empty() {
             self.dead_letter
-                .append(self.sandbox.name(), &self.source_table, records, &processed.skipped)
+                .append(
+                    self.sandbox.name(),
+                    &self.source_table,
+                    records,
+                    &processed.skipped,
+                )
                 .map_err(|e| {
                     error(
                         format!(
@@ -143,11 +148,12 @@ fn guest_source(config: &ProcessorConfig) -> anyhow::Result<GuestSource> {
             ),
         },
         (ProcessorSource::Builtin(name), Some(dir)) => from_dir(dir, &format!("{name}.wasm")),
-        (ProcessorSource::File(file), Some(dir)) => {
-            from_dir(dir, &file.to_string_lossy())
-        }
+        (ProcessorSource::File(file), Some(dir)) => from_dir(dir, &file.to_string_lossy()),
         (ProcessorSource::File(file), None) => {
-            let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dir = file
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             let name = file
                 .file_name()
                 .with_context(|| format!("processor file {} has no file name", file.display()))?;

@@ -820,7 +820,10 @@ mod tests {
         let limited = ReplicatorConfig::parse(&limited, Format::Toml, no_env).unwrap();
         assert_eq!(limited.processor.call_timeout, Duration::from_millis(250));
         assert_eq!(limited.processor.memory_limit, 16 << 20);
-        assert_eq!(limited.processor.dead_letter, PathBuf::from("/var/dl.jsonl"));
+        assert_eq!(
+            limited.processor.dead_letter,
+            PathBuf::from("/var/dl.jsonl")
+        );
         let zero = text.replace("guest_dir = \"/opt/guests\"", "memory_limit_mb = 0");
         assert!(error(&zero, Format::Toml).starts_with(
             "config key `processor.memory_limit_mb`: must be between 1 and 4096 MiB, got 0"

@@ -269,8 +269,13 @@ impl Names {
             .ok_or_else(|| format!("unknown name id {id}"))
     }
 
-    /// `change` with the renames and removals applied; `None` for an update left without
-    /// columns (the service refuses those, and it would change nothing).
+    /// `change` with the renames and removals applied.
+    ///
+    /// An update that touched only removed columns still creates the row where the source's
+    /// update did (an update creates a missing row), so it becomes deletions of those columns:
+    /// it writes none of their data, and the destination stays the source without them.
+    /// `None` in the one case that cannot be expressed: when every removed column's name is
+    /// also another column's new name.
     fn apply(&self, change: &RowChange) -> Option<RowChange> {
         if self.changed.is_empty() {
             return Some(change.clone());
@@ -309,7 +314,7 @@ impl Names {
                     })
                     .collect();
                 if updates.is_empty() {
-                    return None;
+                    return self.touch(primary_key, change);
                 }
                 RowChange::Update {
                     primary_key: primary_key.clone(),
@@ -317,6 +322,36 @@ impl Names {
                 }
             }
             RowChange::Delete { .. } => change.clone(),
+        })
+    }
+
+    /// An update of `primary_key` deleting the removed columns `change` touched, skipping
+    /// names that other columns are renamed to.
+    fn touch(&self, primary_key: &PrimaryKey, change: &RowChange) -> Option<RowChange> {
+        let RowChange::Update { updates, .. } = change else {
+            return None;
+        };
+        let taken = |name: &str| {
+            self.changed
+                .values()
+                .any(|new| new.as_deref() == Some(name))
+        };
+        let mut names: Vec<&str> = updates
+            .iter()
+            .map(|u| u.name.as_str())
+            .filter(|name| !taken(name))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        (!names.is_empty()).then(|| RowChange::Update {
+            primary_key: primary_key.clone(),
+            updates: names
+                .into_iter()
+                .map(|name| ColumnUpdate {
+                    name: name.to_owned(),
+                    op: ColumnOp::DeleteAllVersions,
+                })
+                .collect(),
         })
     }
 }

@@ -536,3 +536,45 @@ fn builtin_guests_are_the_committed_components() {
         );
     }
 }
+
+#[test]
+fn an_update_of_only_removed_columns_still_creates_the_row_without_their_data() {
+    let sandbox = guest("filter", json!({"exclude_columns": ["blob", "extra"]}));
+    let update = |updates: Vec<ColumnUpdate>| TunnelRecord {
+        change: RowChange::Update {
+            primary_key: key(9),
+            updates,
+        },
+        sequence_info: seq(9),
+    };
+    let blob = |op| ColumnUpdate {
+        name: "blob".into(),
+        op,
+    };
+    let records = vec![update(vec![
+        blob(ColumnOp::Put {
+            value: Value::Binary(vec![1, 2, 3]),
+            timestamp: Some(7),
+        }),
+        blob(ColumnOp::DeleteOneVersion { timestamp: 6 }),
+        ColumnUpdate {
+            name: "extra".into(),
+            op: ColumnOp::DeleteAllVersions,
+        },
+    ])];
+    let out = sandbox.process("src", &records).unwrap();
+    assert_eq!(
+        out.changes,
+        vec![RowChange::Update {
+            primary_key: key(9),
+            updates: vec![
+                blob(ColumnOp::DeleteAllVersions),
+                ColumnUpdate {
+                    name: "extra".into(),
+                    op: ColumnOp::DeleteAllVersions,
+                },
+            ],
+        }],
+        "the update writes no data of the removed columns but still reaches the row"
+    );
+}

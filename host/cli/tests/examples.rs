@@ -1,0 +1,37 @@
+//! Every config in `examples/` is valid: it parses, and its processor loads with its options
+//! (the guest's `init` accepts them).
+
+use std::path::Path;
+
+use ots_replicator::config::ReplicatorConfig;
+
+#[test]
+fn every_example_config_parses_and_its_processor_accepts_its_options() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
+            continue;
+        };
+        if ext != "toml" && ext != "json" {
+            continue;
+        }
+        let config =
+            ReplicatorConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        ots_cli::guests::load_transform(&config.processor, &config.source.table_name)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        [
+            "filter.toml",
+            "rename.toml",
+            "replicate.json",
+            "replicate.toml"
+        ],
+        "the example configs"
+    );
+}

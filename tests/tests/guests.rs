@@ -1,0 +1,288 @@
+//! Replication through the non-default guests against the local server: the `filter` and
+//! `rename` guests configured from the replication config, a guest that sets records aside
+//! (dead-letter file), and a guest that traps (the run stops, nothing is checkpointed past
+//! the failure, and the next run with a working guest makes the copy exact).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ots_cli::workload::{self, WriteLoad};
+use ots_client::Client;
+use ots_e2e::LocalServer;
+use ots_protocol::model::{PrimaryKeyValue, Row};
+use ots_replicator::config::{ProcessorConfig, ProcessorSource, ReplicatorConfig};
+use ots_replicator::metrics::Metrics;
+use ots_replicator::pipeline::{RunSummary, StopReason};
+use ots_replicator::verify::{RowView, VerifyOptions, VerifyReport, verify_view};
+
+const SOURCE: &str = "src";
+const ROWS: i64 = 1500;
+
+async fn source_with_rows(server: &LocalServer) -> Client {
+    let client = server.client();
+    workload::create_source_table(&client, SOURCE)
+        .await
+        .unwrap();
+    workload::fill(&client, SOURCE, ROWS, 4, |_| {})
+        .await
+        .unwrap();
+    client
+}
+
+fn the_id(row: &Row) -> Option<i64> {
+    row.primary_key.0.iter().find_map(|k| match k.value {
+        PrimaryKeyValue::Integer(id) if k.name == "id" => Some(id),
+        _ => None,
+    })
+}
+
+async fn compare(client: &Client, destination: &str, view: &RowView) -> VerifyReport {
+    verify_view(
+        client,
+        SOURCE,
+        client,
+        destination,
+        VerifyOptions {
+            rows_per_range: 250,
+            page_size: 500,
+        },
+        view,
+    )
+    .await
+    .unwrap()
+}
+
+fn assert_matches(report: &VerifyReport) {
+    assert!(
+        report.is_match(),
+        "the destination differs in {:?}",
+        report.differing().collect::<Vec<_>>()
+    );
+}
+
+fn guest(name: &str, options: serde_json::Value) -> ProcessorConfig {
+    ProcessorConfig {
+        source: ProcessorSource::Builtin(name.into()),
+        options,
+        ..ProcessorConfig::default()
+    }
+}
+
+/// The committed test guest `misbehave.wasm`, loaded from the components directory.
+fn misbehave(options: serde_json::Value, dead_letter: PathBuf) -> ProcessorConfig {
+    ProcessorConfig {
+        source: ProcessorSource::File("misbehave.wasm".into()),
+        options,
+        guest_dir: Some(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-processors/components"),
+        ),
+        dead_letter,
+        ..ProcessorConfig::default()
+    }
+}
+
+async fn replicate(config: &ReplicatorConfig) -> anyhow::Result<RunSummary> {
+    let run = ots_cli::run_replication(
+        config,
+        Arc::new(Metrics::default()),
+        std::future::pending(),
+        None,
+    );
+    tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the replication ends within 90 s")
+}
+
+/// Writes random changes for `secs` seconds, then waits past `end` and gives every channel a
+/// record after it (a row written and removed again).
+async fn write_load_until(client: &Client, end: chrono::DateTime<chrono::Utc>) {
+    let load = WriteLoad::start(
+        client.clone(),
+        SOURCE.to_owned(),
+        ROWS + ROWS / 10,
+        40,
+        Duration::from_millis(50),
+    );
+    let until = (end - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(until.saturating_sub(Duration::from_secs(1))).await;
+    assert!(load.stop().await.unwrap() > 0, "the load wrote");
+    let rest = (end - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(rest + Duration::from_millis(50)).await;
+    let markers: Vec<i64> = (1..=8).map(|i| -i).collect();
+    workload::touch_and_remove(client, SOURCE, &markers)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_filter_guest_copies_the_matching_rows_without_the_excluded_column() {
+    let server = LocalServer::start().await;
+    let client = source_with_rows(&server).await;
+    let half = ROWS / 2;
+    let mut config = server.config(
+        SOURCE,
+        "filter_tunnel",
+        "filtered",
+        guest(
+            "filter",
+            serde_json::json!({
+                "where": [{"column": "id", "less_than": half}],
+                "exclude_columns": ["blob"],
+            }),
+        ),
+    );
+    let end = chrono::Utc::now() + chrono::Duration::seconds(6);
+    config.end_time = Some(end);
+    let replication = tokio::spawn(async move { replicate(&config).await });
+    write_load_until(&client, end).await;
+    let summary = replication.await.unwrap().unwrap();
+    assert_eq!(summary.reason, StopReason::EndTime);
+    assert!(
+        summary.metrics.records_dropped > 0,
+        "the guest dropped the rows outside the filter: {:?}",
+        summary.metrics
+    );
+
+    let report = compare(&client, "filtered", &move |mut row: Row| {
+        let id = the_id(&row)?;
+        row.cells.retain(|c| c.name != "blob");
+        (id < half).then_some(row)
+    })
+    .await;
+    assert_matches(&report);
+    // The view counts only the source rows the filter keeps.
+    assert!(
+        report.destination_rows() > 0 && report.destination_rows() < ROWS as u64 * 3 / 4,
+        "{} rows copied",
+        report.destination_rows()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rename_guest_renames_columns_and_writes_to_its_target_table() {
+    let server = LocalServer::start().await;
+    let client = source_with_rows(&server).await;
+    let mut config = server.config(
+        SOURCE,
+        "rename_tunnel",
+        "configured_destination",
+        guest(
+            "rename",
+            serde_json::json!({"columns": {"name": "title", "score": "rating"}, "table": "renamed"}),
+        ),
+    );
+    let end = chrono::Utc::now() + chrono::Duration::seconds(6);
+    config.end_time = Some(end);
+    let replication = tokio::spawn(async move { replicate(&config).await });
+    write_load_until(&client, end).await;
+    assert_eq!(
+        replication.await.unwrap().unwrap().reason,
+        StopReason::EndTime
+    );
+
+    let report = compare(&client, "renamed", &|mut row: Row| {
+        for cell in &mut row.cells {
+            match cell.name.as_str() {
+                "name" => cell.name = "title".into(),
+                "score" => cell.name = "rating".into(),
+                _ => {}
+            }
+        }
+        Some(row)
+    })
+    .await;
+    assert_matches(&report);
+    let tables = client.list_table().await.unwrap();
+    assert!(
+        !tables.iter().any(|t| t == "configured_destination"),
+        "the guest's target table replaced the configured one: {tables:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_the_guest_skips_go_to_the_dead_letter_file_and_the_rest_is_copied() {
+    let server = LocalServer::start().await;
+    let client = source_with_rows(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dead_letter = dir.path().join("dead.jsonl");
+    let mut config = server.config(
+        SOURCE,
+        "skip_tunnel",
+        "dst",
+        misbehave(
+            serde_json::json!({"mode": "skip", "key": 7}),
+            dead_letter.clone(),
+        ),
+    );
+    let end = chrono::Utc::now() + chrono::Duration::seconds(3);
+    config.end_time = Some(end);
+    let replication = tokio::spawn(async move { replicate(&config).await });
+    tokio::time::sleep((end - chrono::Utc::now()).to_std().unwrap_or_default()).await;
+    workload::touch_and_remove(&client, SOURCE, &(1..=8).map(|i| -i).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    replication.await.unwrap().unwrap();
+
+    let text = std::fs::read_to_string(&dead_letter).expect("the dead-letter file exists");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one record set aside: {text}");
+    assert_eq!(lines[0]["guest"], "misbehave.wasm");
+    assert_eq!(lines[0]["table"], SOURCE);
+    assert!(
+        lines[0]["change"]
+            .as_str()
+            .is_some_and(|c| c.contains("Integer(7)")),
+        "the skipped record is row 7: {text}"
+    );
+    let report = compare(&client, "dst", &|row: Row| {
+        (the_id(&row) != Some(7)).then_some(row)
+    })
+    .await;
+    assert_matches(&report);
+    assert_eq!(report.destination_rows(), ROWS as u64 - 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_trapping_guest_stops_the_run_and_a_working_guest_then_completes_the_copy() {
+    let server = LocalServer::start().await;
+    let client = source_with_rows(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let trapping = server.config(
+        SOURCE,
+        "t1",
+        "dst",
+        misbehave(
+            serde_json::json!({"mode": "trap", "key": 700}),
+            dir.path().join("dead.jsonl"),
+        ),
+    );
+    let error = replicate(&trapping)
+        .await
+        .expect_err("a guest that traps stops the run");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("misbehave.wasm") && message.contains("trap"),
+        "the error names the guest and the trap: {message}"
+    );
+    let copied = compare(&client, "dst", &Some).await.destination_rows();
+    assert!(
+        copied < ROWS as u64,
+        "the batch holding row 700 was not written ({copied} rows)"
+    );
+
+    // The same tunnel with the faithful guest picks up from the checkpoints.
+    let mut fixed = server.config(SOURCE, "t1", "dst", ProcessorConfig::default());
+    let end = chrono::Utc::now() + chrono::Duration::seconds(2);
+    fixed.end_time = Some(end);
+    let replication = tokio::spawn(async move { replicate(&fixed).await });
+    tokio::time::sleep((end - chrono::Utc::now()).to_std().unwrap_or_default()).await;
+    workload::touch_and_remove(&client, SOURCE, &(1..=8).map(|i| -i).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    replication.await.unwrap().unwrap();
+    assert_matches(&compare(&client, "dst", &Some).await);
+}

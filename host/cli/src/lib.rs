@@ -163,7 +163,7 @@ pub async fn run_replication(
     expected_rows: Option<u64>,
 ) -> anyhow::Result<RunSummary> {
     let transform = guests::load_transform(&config.processor, &config.source.table_name)
-        .with_context(|| format!("loading processor {:?}", config.processor.source))?;
+        .with_context(|| format!("loading the processor {}", config.processor.source))?;
     let retargeted;
     let config = match transform.target_table() {
         Some(table) if table != config.destination.table_name => {

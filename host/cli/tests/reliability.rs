@@ -475,9 +475,8 @@ async fn wait_ready(client: &Client) {
     .expect("the server answers within 30 s");
 }
 
-/// `WriteLoad` gives up at a transport error of a batch's first request (`write_rows_with_retry`
-/// returns it as `Err` whatever `idempotent` says), so a load that ran into the outage is
-/// replaced by a fresh one.
+/// `WriteLoad` gives up when an outage outlasts the client's retries of a batch, so a load
+/// that ran into the outage is replaced by a fresh one.
 async fn restart_load(load: WriteLoad, client: &Client, rows: i64) -> WriteLoad {
     if let Err(error) = load.stop().await {
         let chain = format!("{error:#}");
@@ -489,8 +488,9 @@ async fn restart_load(load: WriteLoad, client: &Client, rows: i64) -> WriteLoad 
     write_load(client, rows)
 }
 
-/// The replicator rides out each outage: its heartbeat timeout (6 s) is longer than an outage
-/// plus the restart, so the restarted server still counts it as connected.
+/// The replicator rides out each outage. Its heartbeat timeout (1 s) is shorter than every
+/// outage (1.5 to 2.5 s), so the restarted server has expired its session each time and the
+/// same process must reconnect and resume from the checkpoints.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_killed_and_restarted_mid_run_loses_nothing() {
     const ROWS: i64 = 3000;
@@ -504,7 +504,7 @@ async fn the_server_killed_and_restarted_mid_run_loses_nothing() {
     wait_ready(&client).await;
     fill_source(&client, ROWS).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &url, 6, 50);
+    let config = write_config(dir.path(), &url, 1, 50);
     let mut load = write_load(&client, ROWS);
     let mut replicator = Replicator::spawn(&config, &[]);
 
@@ -521,7 +521,7 @@ async fn the_server_killed_and_restarted_mid_run_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..=1000))).await;
         let at = replicator.counters().await;
         server.kill().await.expect("SIGKILL the server");
-        let outage = Duration::from_millis(rng.random_range(200..=2000));
+        let outage = Duration::from_millis(rng.random_range(1500..=2500));
         tokio::time::sleep(outage).await;
         server = spawn_server(data.path(), port);
         wait_ready(&client).await;
@@ -537,6 +537,18 @@ async fn the_server_killed_and_restarted_mid_run_loses_nothing() {
             )
             .await;
     }
+    let reconnects = replicator
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|line| line.contains("reconnected to the tunnel"))
+        .count();
+    assert!(
+        reconnects >= 1,
+        "the expired session was replaced by a new one:\n{}",
+        replicator.log_tail()
+    );
     // A graceful stop hands the channels over at once.
     let (status, stdout) = replicator.terminate(Duration::from_secs(30)).await;
     assert!(
@@ -760,7 +772,8 @@ async fn malformed_configs_fail_naming_the_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("loading processor") && stderr.contains("absent.wasm"),
+        stderr.contains("loading the processor `processor.file` = ")
+            && stderr.contains("absent.wasm"),
         "{stderr}"
     );
 

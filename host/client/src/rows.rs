@@ -269,15 +269,21 @@ impl Client {
     /// Writes a batch and sends again only the rows that failed retriably, with the client's
     /// backoff, until every row succeeded, failed for good, or retries ran out. `idempotent`
     /// says whether rows whose outcome is unknown may be written again (true when every cell
-    /// carries an explicit timestamp). Returns the final outcome of every row, in order; only a
-    /// failure of the first request, before any row is known written, is an `Err`.
+    /// carries an explicit timestamp). A first request that fails as a whole (a dropped
+    /// connection, a busy server) is retried like a failure of all its rows. Returns the final
+    /// outcome of every row, in order; only a first request that fails for good (bad
+    /// credentials, a missing table) is an `Err`.
     pub async fn write_rows_with_retry(
         &self,
         table: &str,
         changes: &[RowChange],
         idempotent: bool,
     ) -> Result<Vec<Result<(), ClientError>>, ClientError> {
-        let mut outcomes = self.batch_write_row(table, changes).await?;
+        let mut outcomes = match self.batch_write_row(table, changes).await {
+            Ok(outcomes) => outcomes,
+            Err(e) if e.retriability().allows_retry(idempotent) => vec![Err(e); changes.len()],
+            Err(e) => return Err(e),
+        };
         let mut attempt = 0u32;
         loop {
             let pending: Vec<usize> = outcomes

@@ -352,3 +352,31 @@ async fn a_failed_resend_is_reported_on_the_resent_rows_only() {
     );
     assert_eq!(state.lock().unwrap().requests.len(), 2);
 }
+
+#[tokio::test]
+async fn a_first_request_with_an_unknown_outcome_is_resent_only_when_idempotent() {
+    let script = || Script {
+        answers: vec![
+            (500, error_body("OTSInternalServerError")),
+            (200, batch_answer(&[true, true])),
+        ],
+        ..Script::default()
+    };
+    let changes: Vec<_> = (0..2).map(put).collect();
+
+    let (client, state) = start(script()).await;
+    let outcomes = client
+        .write_rows_with_retry("t", &changes, true)
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(state.lock().unwrap().requests.len(), 2);
+
+    let (client, state) = start(script()).await;
+    let err = client
+        .write_rows_with_retry("t", &changes, false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("OTSInternalServerError"));
+    assert_eq!(state.lock().unwrap().requests.len(), 1);
+}

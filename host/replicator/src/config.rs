@@ -99,6 +99,15 @@ pub enum ProcessorSource {
     File(PathBuf),
 }
 
+impl std::fmt::Display for ProcessorSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Builtin(name) => write!(f, "`processor.name` = {name:?}"),
+            Self::File(path) => write!(f, "`processor.file` = {:?}", path.display().to_string()),
+        }
+    }
+}
+
 /// Keys of both the `ots-reader` and the `ots-writer` section.
 const ENDPOINT_KEYS: &[&str] = &[
     "endpoint",

@@ -1,7 +1,7 @@
 //! Watches the tunnel with DescribeTunnel: reports its stage and lag, and decides when a run
 //! with an end time is over.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -74,8 +74,8 @@ pub struct Watch {
     pub metrics: Arc<Metrics>,
     /// Channels held at the end time in this process.
     pub ends: Arc<EndTracker>,
-    /// This process's client id on the tunnel.
-    pub me: String,
+    /// This process's client id on the tunnel (replaced when the worker reconnects).
+    pub me: Arc<Mutex<String>>,
 }
 
 /// Polls DescribeTunnel every `interval`, updating the lag metric and logging stage changes.
@@ -109,6 +109,7 @@ pub async fn monitor(watch: Watch) {
         if let Some(rpo) = description.tunnel_rpo.filter(|&r| r > 0) {
             metrics.set_tunnel_lag(Utc::now().timestamp_millis() - rpo);
         }
+        let me = me.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(end) = end_time
             && end_reached(&description, end, &ends, &me)
         {

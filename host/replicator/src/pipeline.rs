@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ots_client::ClientError;
@@ -168,27 +168,78 @@ pub async fn replicate(
         heartbeat_timeout: config.tuning.heartbeat_timeout,
         ..WorkerConfig::default()
     };
-    let worker = TunnelWorker::start(source.clone(), &tunnel_id, worker_config, applier).await?;
+    let mut worker = TunnelWorker::start(
+        source.clone(),
+        &tunnel_id,
+        worker_config.clone(),
+        applier.clone(),
+    )
+    .await?;
+    let me = Arc::new(Mutex::new(worker.client_id().to_owned()));
     let watch = monitor::monitor(monitor::Watch {
-        client: source,
+        client: source.clone(),
         table: config.source.table_name.clone(),
         tunnel: config.tunnel_name.clone(),
         end_time: config.end_time,
         interval: config.tuning.monitor_interval,
         metrics: metrics.clone(),
         ends,
-        me: worker.client_id().to_owned(),
+        me: me.clone(),
     });
-    let outcome = tokio::select! {
-        _ = watch => Ok(StopReason::EndTime),
-        _ = shutdown => Ok(StopReason::Shutdown),
-        failure = worker.failed() => Err(failure),
+    tokio::pin!(watch, shutdown);
+    let outcome = loop {
+        let failure = tokio::select! {
+            _ = &mut watch => break Ok(StopReason::EndTime),
+            _ = &mut shutdown => break Ok(StopReason::Shutdown),
+            failure = worker.failed() => failure,
+        };
+        if !failure.is_disconnection() {
+            break Err(failure);
+        }
+        // The server no longer counts this worker as connected (an outage longer than the
+        // heartbeat timeout): leave the old session once its channels have stopped, then
+        // join again; the channels resume from their checkpoints.
+        tracing::warn!(error = %failure, "lost the tunnel session; reconnecting");
+        worker.stop().await;
+        let reconnect = reconnect(&source, &tunnel_id, &worker_config, &applier);
+        worker = tokio::select! {
+            result = reconnect => match result {
+                Ok(worker) => worker,
+                Err(error) => return Err(error.into()),
+            },
+            _ = &mut shutdown => {
+                if let Some((_, task)) = metrics_server {
+                    task.abort();
+                }
+                return Ok(summary(config, tunnel_id, StopReason::Shutdown, &metrics, started, metrics_addr));
+            }
+        };
+        *me.lock().unwrap_or_else(|p| p.into_inner()) = worker.client_id().to_owned();
+        tracing::info!(client_id = worker.client_id(), "reconnected to the tunnel");
     };
     worker.stop().await;
     if let Some((_, task)) = metrics_server {
         task.abort();
     }
     let reason = outcome?;
+    Ok(summary(
+        config,
+        tunnel_id,
+        reason,
+        &metrics,
+        started,
+        metrics_addr,
+    ))
+}
+
+fn summary(
+    config: &ReplicatorConfig,
+    tunnel_id: String,
+    reason: StopReason,
+    metrics: &Metrics,
+    started: Instant,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> RunSummary {
     let summary = RunSummary {
         tunnel_name: config.tunnel_name.clone(),
         tunnel_id,
@@ -198,5 +249,28 @@ pub async fn replicate(
         metrics_addr,
     };
     tracing::info!(%summary, "replication finished");
-    Ok(summary)
+    summary
+}
+
+/// Connects a new worker, retrying with a capped backoff while the server is unreachable or
+/// busy; fails at once on an error retrying cannot fix (credentials, a deleted tunnel).
+async fn reconnect(
+    source: &ots_client::Client,
+    tunnel_id: &str,
+    config: &WorkerConfig,
+    applier: &Arc<BatchApplier>,
+) -> Result<TunnelWorker, WorkerError> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match TunnelWorker::start(source.clone(), tunnel_id, config.clone(), applier.clone()).await
+        {
+            Ok(worker) => return Ok(worker),
+            Err(error) if error.is_disconnection() => {
+                tracing::warn!(%error, ?delay, "reconnecting to the tunnel failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }

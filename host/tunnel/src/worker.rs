@@ -80,6 +80,21 @@ pub enum WorkerError {
     },
 }
 
+impl WorkerError {
+    /// Whether the worker lost its session rather than failed: the server expired it (an
+    /// outage longer than the heartbeat timeout) or could not be reached or was busy. A new
+    /// worker may then connect and resume from the checkpoints.
+    pub fn is_disconnection(&self) -> bool {
+        match self {
+            Self::Tunnel { source, .. } => {
+                source.code() == Some("OTSResourceGone")
+                    || source.retriability() != ots_protocol::error::Retriability::Never
+            }
+            Self::Process { .. } => false,
+        }
+    }
+}
+
 /// What the channel pipelines share.
 pub(crate) struct Shared {
     pub(crate) client: Client,

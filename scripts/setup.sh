@@ -25,3 +25,9 @@ python3 -c 'import tablestore' 2>/dev/null || {
 # Rust components used by the checks.
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+
+# cargo-fuzz, for the bounded fuzzing run of the tests (scripts/fuzz.sh).
+cargo fuzz --version >/dev/null 2>&1 || {
+  echo "setup: installing cargo-fuzz"
+  cargo install --quiet --locked cargo-fuzz
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command: set-up, formatting, lints, the guest components check, all tests.
+# The project's test command: set-up, formatting, lints, the guest components check, all tests,
+# then a bounded fuzzing run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,3 +15,6 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
 cargo test --workspace --locked
+echo "== fuzz (each target for FUZZ_SECONDS, default 20)"
+# Without a sanitizer: the targets are safe Rust, and the instrumented build takes minutes less.
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" FUZZ_SANITIZER="${FUZZ_SANITIZER:-none}" bash scripts/fuzz.sh

@@ -90,3 +90,63 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Creates the workload's source table `table` on `server` and fills it with `rows` rows;
+/// returns a client of the server.
+pub async fn source_with_rows(server: &LocalServer, table: &str, rows: i64) -> Client {
+    let client = server.client();
+    ots_cli::workload::create_source_table(&client, table)
+        .await
+        .expect("creating the source table");
+    ots_cli::workload::fill(&client, table, rows, 4, |_| {})
+        .await
+        .expect("filling the source table");
+    client
+}
+
+/// Verify options sized for the tests' small tables.
+pub const VERIFY_OPTIONS: ots_replicator::verify::VerifyOptions =
+    ots_replicator::verify::VerifyOptions {
+        rows_per_range: 250,
+        page_size: 500,
+    };
+
+/// Runs a write load on `table` (rows `0..rows` and a tenth more) until `margin` before
+/// `end`, then makes every channel see a record past the end without changing the table's
+/// contents. The margin leaves room for the load's last batch to commit (with its retries)
+/// before the end time. Returns how many changes the load wrote.
+pub async fn write_until(
+    client: &Client,
+    table: &str,
+    rows: i64,
+    end: chrono::DateTime<chrono::Utc>,
+    margin: Duration,
+) -> u64 {
+    let load = ots_cli::workload::WriteLoad::start(
+        client.clone(),
+        table.to_owned(),
+        rows + rows / 10,
+        40,
+        Duration::from_millis(50),
+    );
+    let until = (end - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(until.saturating_sub(margin)).await;
+    let written = load.stop().await.expect("the write load");
+    assert!(
+        chrono::Utc::now() < end,
+        "the load's last batch committed before the end time"
+    );
+    pass_the_end(client, table, end).await;
+    written
+}
+
+/// Waits until after `end`, then writes and removes marker rows (negative ids) so every
+/// channel of `table` sees a record past the end while the contents stay as they were.
+pub async fn pass_the_end(client: &Client, table: &str, end: chrono::DateTime<chrono::Utc>) {
+    let rest = (end - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(rest + Duration::from_millis(50)).await;
+    let markers: Vec<i64> = (1..=8).map(|i| -i).collect();
+    ots_cli::workload::touch_and_remove(client, table, &markers)
+        .await
+        .expect("writing the end markers");
+}

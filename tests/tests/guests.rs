@@ -7,27 +7,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ots_cli::workload::{self, WriteLoad};
 use ots_client::Client;
 use ots_e2e::LocalServer;
 use ots_protocol::model::{PrimaryKeyValue, Row};
 use ots_replicator::config::{ProcessorConfig, ProcessorSource, ReplicatorConfig};
 use ots_replicator::metrics::Metrics;
 use ots_replicator::pipeline::{RunSummary, StopReason};
-use ots_replicator::verify::{RowView, VerifyOptions, VerifyReport, verify_view};
+use ots_replicator::verify::{RowView, VerifyReport, verify_view};
 
 const SOURCE: &str = "src";
 const ROWS: i64 = 1500;
 
 async fn source_with_rows(server: &LocalServer) -> Client {
-    let client = server.client();
-    workload::create_source_table(&client, SOURCE)
-        .await
-        .unwrap();
-    workload::fill(&client, SOURCE, ROWS, 4, |_| {})
-        .await
-        .unwrap();
-    client
+    ots_e2e::source_with_rows(server, SOURCE, ROWS).await
 }
 
 fn the_id(row: &Row) -> Option<i64> {
@@ -43,10 +35,7 @@ async fn compare(client: &Client, destination: &str, view: &RowView) -> VerifyRe
         SOURCE,
         client,
         destination,
-        VerifyOptions {
-            rows_per_range: 250,
-            page_size: 500,
-        },
+        ots_e2e::VERIFY_OPTIONS,
         view,
     )
     .await
@@ -94,25 +83,9 @@ async fn replicate(config: &ReplicatorConfig) -> anyhow::Result<RunSummary> {
         .expect("the replication ends within 90 s")
 }
 
-/// Writes random changes for `secs` seconds, then waits past `end` and gives every channel a
-/// record after it (a row written and removed again).
 async fn write_load_until(client: &Client, end: chrono::DateTime<chrono::Utc>) {
-    let load = WriteLoad::start(
-        client.clone(),
-        SOURCE.to_owned(),
-        ROWS + ROWS / 10,
-        40,
-        Duration::from_millis(50),
-    );
-    let until = (end - chrono::Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(until.saturating_sub(Duration::from_secs(1))).await;
-    assert!(load.stop().await.unwrap() > 0, "the load wrote");
-    let rest = (end - chrono::Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(rest + Duration::from_millis(50)).await;
-    let markers: Vec<i64> = (1..=8).map(|i| -i).collect();
-    workload::touch_and_remove(client, SOURCE, &markers)
-        .await
-        .unwrap();
+    let written = ots_e2e::write_until(client, SOURCE, ROWS, end, Duration::from_secs(1)).await;
+    assert!(written > 0, "the load wrote");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -218,10 +191,7 @@ async fn records_the_guest_skips_go_to_the_dead_letter_file_and_the_rest_is_copi
     let end = chrono::Utc::now() + chrono::Duration::seconds(3);
     config.end_time = Some(end);
     let replication = tokio::spawn(async move { replicate(&config).await });
-    tokio::time::sleep((end - chrono::Utc::now()).to_std().unwrap_or_default()).await;
-    workload::touch_and_remove(&client, SOURCE, &(1..=8).map(|i| -i).collect::<Vec<_>>())
-        .await
-        .unwrap();
+    ots_e2e::pass_the_end(&client, SOURCE, end).await;
     replication.await.unwrap().unwrap();
 
     let text = std::fs::read_to_string(&dead_letter).expect("the dead-letter file exists");
@@ -279,10 +249,7 @@ async fn a_trapping_guest_stops_the_run_and_a_working_guest_then_completes_the_c
     let end = chrono::Utc::now() + chrono::Duration::seconds(2);
     fixed.end_time = Some(end);
     let replication = tokio::spawn(async move { replicate(&fixed).await });
-    tokio::time::sleep((end - chrono::Utc::now()).to_std().unwrap_or_default()).await;
-    workload::touch_and_remove(&client, SOURCE, &(1..=8).map(|i| -i).collect::<Vec<_>>())
-        .await
-        .unwrap();
+    ots_e2e::pass_the_end(&client, SOURCE, end).await;
     replication.await.unwrap().unwrap();
     assert_matches(&compare(&client, "dst", &Some).await);
 }

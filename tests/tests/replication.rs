@@ -5,40 +5,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ots_cli::workload::{self, WriteLoad};
+use ots_cli::workload;
 use ots_client::rows::ReadOptions;
 use ots_e2e::LocalServer;
 use ots_replicator::config::{ProcessorConfig, ReplicatorConfig};
 use ots_replicator::metrics::Metrics;
 use ots_replicator::pipeline::{RunSummary, StopReason};
-use ots_replicator::verify::{VerifyOptions, VerifyReport, verify};
+use ots_replicator::verify::{VerifyReport, verify};
 
 const SOURCE: &str = "src";
 
 async fn source_with_rows(server: &LocalServer, rows: i64) -> ots_client::Client {
-    let client = server.client();
-    workload::create_source_table(&client, SOURCE)
-        .await
-        .unwrap();
-    workload::fill(&client, SOURCE, rows, 4, |_| {})
-        .await
-        .unwrap();
-    client
+    ots_e2e::source_with_rows(server, SOURCE, rows).await
 }
 
 async fn compare(client: &ots_client::Client, destination: &str) -> VerifyReport {
-    verify(
-        client,
-        SOURCE,
-        client,
-        destination,
-        VerifyOptions {
-            rows_per_range: 250,
-            page_size: 500,
-        },
-    )
-    .await
-    .unwrap()
+    verify(client, SOURCE, client, destination, ots_e2e::VERIFY_OPTIONS)
+        .await
+        .unwrap()
 }
 
 async fn replicate_until_end(config: ReplicatorConfig, metrics: Arc<Metrics>) -> RunSummary {
@@ -64,36 +48,13 @@ async fn full_copy_started(metrics: &[&Arc<Metrics>]) {
     .await;
 }
 
-/// Runs a write load until `margin` before `end`, then makes every channel see a record past
-/// the end without changing the table's contents. The margin leaves room for the load's last
-/// batch to commit (with its retries) before the end time.
 async fn write_until(
     client: &ots_client::Client,
     rows: i64,
     end: chrono::DateTime<chrono::Utc>,
     margin: Duration,
 ) -> u64 {
-    let load = WriteLoad::start(
-        client.clone(),
-        SOURCE.to_owned(),
-        rows + rows / 10,
-        40,
-        Duration::from_millis(50),
-    );
-    let until = (end - chrono::Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(until.saturating_sub(margin)).await;
-    let written = load.stop().await.unwrap();
-    assert!(
-        chrono::Utc::now() < end,
-        "the load's last batch committed before the end time"
-    );
-    let rest = (end - chrono::Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(rest + Duration::from_millis(50)).await;
-    let markers: Vec<i64> = (1..=8).map(|i| -i).collect();
-    workload::touch_and_remove(client, SOURCE, &markers)
-        .await
-        .unwrap();
-    written
+    ots_e2e::write_until(client, SOURCE, rows, end, margin).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

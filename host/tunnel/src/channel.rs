@@ -176,6 +176,11 @@ async fn checkpoint(
     }
 }
 
+/// The pause after the first empty poll of a channel; it doubles while the channel stays
+/// idle, up to the configured `idle_pause`, so a channel that just went quiet is polled again
+/// soon (low lag) and a quiet one rarely.
+const FIRST_IDLE_PAUSE: Duration = Duration::from_millis(10);
+
 /// Reads pages from `token` on, one ahead of processing, until the channel ends or is lost.
 async fn read_pages(
     shared: Arc<Shared>,
@@ -185,6 +190,7 @@ async fn read_pages(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut attempt = 0;
+    let mut idle = FIRST_IDLE_PAUSE.min(shared.config.idle_pause);
     while token != FINISH_TAG {
         let page = match shared
             .client
@@ -204,11 +210,13 @@ async fn read_pages(
         };
         attempt = 0;
         if page.records.is_empty() && page.next_token == token {
-            if sleep_or_stop(shared.config.idle_pause, &mut stop).await {
+            if sleep_or_stop(idle, &mut stop).await {
                 return;
             }
+            idle = (idle * 2).min(shared.config.idle_pause);
             continue;
         }
+        idle = FIRST_IDLE_PAUSE.min(shared.config.idle_pause);
         token = page.next_token.clone();
         if pages.send(page).await.is_err() {
             return;

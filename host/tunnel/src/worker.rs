@@ -24,7 +24,8 @@ pub struct WorkerConfig {
     pub heartbeat_timeout: Duration,
     /// Heartbeats in a row that may fail before the worker gives up.
     pub max_failed_heartbeats: u32,
-    /// Pause before polling a channel that had nothing new.
+    /// Longest pause before polling a channel that had nothing new (the pause starts short
+    /// and doubles while the channel stays idle).
     pub idle_pause: Duration,
     /// First delay after a failed call or batch; doubles up to `max_backoff`.
     pub base_backoff: Duration,

@@ -108,14 +108,7 @@ struct Stages {
 
 /// Runs the benchmark and prints a results table.
 pub async fn run(args: FullCopyArgs) -> anyhow::Result<()> {
-    let temp = tempfile::tempdir()?;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| temp.path().to_owned());
-    std::fs::create_dir_all(&data_dir)?;
-    let server = ChildServer::start(&data_dir).await?;
-    println!("server: {} (pid {})", server.url, server.pid());
+    let (_temp, server) = ChildServer::start_in(args.data_dir.as_deref()).await?;
     let client = local_config(&server.url, SOURCE, "", "", ProcessorConfig::default())
         .source
         .client()?;

@@ -94,14 +94,7 @@ fn id_of(primary_key: &PrimaryKey) -> Option<i64> {
 
 /// Runs the benchmark and prints the lag percentiles.
 pub async fn run(args: LagArgs) -> anyhow::Result<()> {
-    let temp = tempfile::tempdir()?;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| temp.path().to_owned());
-    std::fs::create_dir_all(&data_dir)?;
-    let server = ChildServer::start(&data_dir).await?;
-    println!("server: {} (pid {})", server.url, server.pid());
+    let (_temp, server) = ChildServer::start_in(args.data_dir.as_deref()).await?;
     let config = local_config(
         &server.url,
         SOURCE,

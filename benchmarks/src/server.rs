@@ -48,6 +48,24 @@ pub struct ChildServer {
 }
 
 impl ChildServer {
+    /// Starts the server with its database in `data_dir`, or in a temporary directory (returned
+    /// so that it lives as long as the caller needs it), and says where it listens.
+    pub async fn start_in(
+        data_dir: Option<&Path>,
+    ) -> anyhow::Result<(Option<tempfile::TempDir>, Self)> {
+        let (dir, temp) = match data_dir {
+            Some(dir) => (dir.to_owned(), None),
+            None => {
+                let temp = tempfile::tempdir()?;
+                (temp.path().to_owned(), Some(temp))
+            }
+        };
+        std::fs::create_dir_all(&dir)?;
+        let server = Self::start(&dir).await?;
+        println!("server: {} (pid {})", server.url, server.pid());
+        Ok((temp, server))
+    }
+
     /// Starts `ots-benchmarks serve` on a free port with its database in `data_dir`.
     pub async fn start(data_dir: &Path) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locating this executable")?;

@@ -112,6 +112,15 @@ fn per_record(
     started.elapsed().as_nanos() as f64 / records as f64
 }
 
+/// Rounds per case: the passthrough and the guest are timed alternately, so that a change in
+/// the machine's load hits both, and the median difference is reported.
+const ROUNDS: usize = 7;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 fn main() -> anyhow::Result<()> {
     let seconds: f64 = match std::env::args().nth(1) {
         Some(s) => s
@@ -119,17 +128,14 @@ fn main() -> anyhow::Result<()> {
             .map_err(|_| anyhow::anyhow!("seconds per case must be a number, got {s:?}"))?,
         None => 3.0,
     };
-    let budget = Duration::from_secs_f64(seconds);
+    let round = Duration::from_secs_f64(seconds / (2 * ROUNDS) as f64);
     let batches: Vec<Vec<TunnelRecord>> = (0..16).map(|i| batch(i * BATCH as i64)).collect();
-
-    let native = per_record(&batches, budget, |records| {
+    let native = |records: &[TunnelRecord]| {
         black_box(records.iter().map(|r| r.change.clone()).collect::<Vec<_>>());
-    });
+    };
     println!(
-        "{} records per batch, {COLUMNS} columns per record, {seconds} s per case",
-        BATCH
+        "{BATCH} records per batch, {COLUMNS} columns per record, {seconds} s per case in {ROUNDS} alternating rounds (medians)"
     );
-    println!("{:<44} {:>9.0} ns/record", "native passthrough", native);
 
     let cases = [
         ("replicate", "replicate", json!({})),
@@ -162,20 +168,25 @@ fn main() -> anyhow::Result<()> {
         let source = GuestSource::builtin(guest).expect("a built-in guest");
         let sandbox = Sandbox::load(source, &options, Limits::default())?;
         let mut failure = None;
-        let cost = per_record(&batches, budget, |records| {
-            match sandbox.process("bench", records) {
-                Ok(processed) => {
-                    black_box(processed);
-                }
-                Err(e) => failure = Some(e),
+        let mut guest_run = |records: &[TunnelRecord]| match sandbox.process("bench", records) {
+            Ok(processed) => {
+                black_box(processed);
             }
-        });
+            Err(e) => failure = Some(e),
+        };
+        let (mut natives, mut guests) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            natives.push(per_record(&batches, round, native));
+            guests.push(per_record(&batches, round, &mut guest_run));
+        }
         if let Some(e) = failure {
             anyhow::bail!("{label}: {e}");
         }
+        let added = median(guests.iter().zip(&natives).map(|(g, n)| g - n).collect());
         println!(
-            "{label:<44} {cost:>9.0} ns/record ({:+.0} ns/record over native)",
-            cost - native
+            "{label:<44} {:>6.0} ns/record, native passthrough {:>6.0}: {added:+.0} ns/record added",
+            median(guests),
+            median(natives),
         );
     }
     Ok(())

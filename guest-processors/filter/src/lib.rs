@@ -144,7 +144,7 @@ impl Filter {
         } else {
             Action::Replace(vec![RowChange {
                 kind: ChangeKind::Delete,
-                primary_key: record.primary_key.clone(),
+                primary_key: record.keys().to_vec(),
                 columns: Vec::new(),
             }])
         }
@@ -158,7 +158,7 @@ fn column_verdict(record: &StreamRecord, id: NameId, test: &Test) -> Option<bool
         ChangeKind::Delete => None,
         ChangeKind::Put => Some(test.holds(record.written(id))),
         ChangeKind::Update => {
-            let last = record.columns.iter().rev().find(|c| c.name == id)?;
+            let last = record.columns().iter().rev().find(|c| c.name == id)?;
             Some(match &last.op {
                 ColumnOp::Put(v) => test.holds(Some(v)),
                 _ => test.holds(None),

@@ -32,7 +32,7 @@ impl Processor for Misbehave {
         let hit = batch.records.iter().position(|r| match self.key {
             None => true,
             Some(k) => r
-                .primary_key
+                .keys()
                 .iter()
                 .any(|c| matches!(c.value, Value::Integer(v) if v == k)),
         });
@@ -68,7 +68,7 @@ impl Processor for Misbehave {
             "bad-key" => {
                 let record = &batch.records[at];
                 let key = record
-                    .primary_key
+                    .keys()
                     .iter()
                     .map(|k| KeyColumn {
                         name: k.name,

@@ -60,10 +60,10 @@ fn this_reads_keys(columns: &ColumnInterest) -> bool {
 }
 
 fn check(record: &StreamRecord) -> Result<(), String> {
-    if record.primary_key.is_empty() {
+    if record.keys().is_empty() {
         return Err("record has no primary key".into());
     }
-    for column in &record.columns {
+    for column in record.columns() {
         let ok = match (&record.kind, &column.op) {
             (ChangeKind::Put, ColumnOp::Put(_)) => column.timestamp.is_some(),
             (ChangeKind::Put, _) => false,

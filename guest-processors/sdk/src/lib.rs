@@ -129,9 +129,19 @@ impl Batch {
 }
 
 impl StreamRecord {
+    /// The key columns (empty unless the guest reads keys).
+    pub fn keys(&self) -> &[KeyColumn] {
+        self.primary_key.as_deref().unwrap_or_default()
+    }
+
+    /// The columns the guest asked for (empty if none).
+    pub fn columns(&self) -> &[Column] {
+        self.columns.as_deref().unwrap_or_default()
+    }
+
     /// The value of key column `name` (by id), if the record carries it.
     pub fn key(&self, name: NameId) -> Option<&Value> {
-        self.primary_key
+        self.keys()
             .iter()
             .find(|k| k.name == name)
             .map(|k| &k.value)
@@ -139,7 +149,7 @@ impl StreamRecord {
 
     /// The value the record writes to column `name` (by id): the last `put` of it.
     pub fn written(&self, name: NameId) -> Option<&Value> {
-        self.columns.iter().rev().find_map(|c| match &c.op {
+        self.columns().iter().rev().find_map(|c| match &c.op {
             ColumnOp::Put(v) if c.name == name => Some(v),
             _ => None,
         })

@@ -116,6 +116,7 @@ pub fn lower(table: &str, records: &[TunnelRecord], reads: &Reads) -> Result<wit
                 primary_key.push(wit::KeyColumn { name, value });
             }
         }
+        let primary_key = reads.primary_key.then_some(primary_key);
         let offset = key.len();
         let mut columns = Vec::new();
         let kind = match &record.change {
@@ -146,7 +147,7 @@ pub fn lower(table: &str, records: &[TunnelRecord], reads: &Reads) -> Result<wit
         lowered.push(wit::StreamRecord {
             kind,
             primary_key,
-            columns,
+            columns: (!columns.is_empty()).then_some(columns),
             sequence: record.sequence_info.map(|s| wit::SequenceInfo {
                 epoch: s.epoch,
                 timestamp: s.timestamp,

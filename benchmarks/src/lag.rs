@@ -153,7 +153,8 @@ pub async fn run(args: LagArgs) -> anyhow::Result<()> {
             warm.elapsed() < Duration::from_secs(120),
             "no stream record was replicated in 120s"
         );
-        table::write_batch(&client, SOURCE, &[table::row(warm_id, 0, now_millis())]).await?;
+        ots_cli::workload::write_all(&client, SOURCE, &[table::row(warm_id, 0, now_millis())])
+            .await?;
         warm_id -= 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -235,7 +236,7 @@ async fn write_load(
             let stamp = now_millis();
             let changes: Vec<RowChange> =
                 ids.clone().map(|id| table::row(id, stamp, stamp)).collect();
-            table::write_batch(&client, SOURCE, &changes).await?;
+            ots_cli::workload::write_all(&client, SOURCE, &changes).await?;
             let now = Instant::now();
             for id in ids {
                 acked.mark(id, now);

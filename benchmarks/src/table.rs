@@ -65,24 +65,12 @@ pub async fn fill(client: &Client, table: &str, rows: i64, parallel: usize) -> a
                 let batch: Vec<RowChange> = (start..(start + chunk).min(rows))
                     .map(|id| row(id, ts, ts))
                     .collect();
-                write_batch(&client, &table, &batch).await?;
+                ots_cli::workload::write_all(&client, &table, &batch).await?;
             }
         }));
     }
     for task in tasks {
         task.await.context("fill task panicked")??;
-    }
-    Ok(())
-}
-
-/// Writes one batch, with the client's retries; any row failing for good is an error.
-pub async fn write_batch(client: &Client, table: &str, batch: &[RowChange]) -> anyhow::Result<()> {
-    let outcomes = client
-        .write_rows_with_retry(table, batch, true)
-        .await
-        .with_context(|| format!("writing {} rows to {table}", batch.len()))?;
-    if let Some(error) = outcomes.into_iter().find_map(Result::err) {
-        anyhow::bail!("a row written to {table} failed: {error}");
     }
     Ok(())
 }

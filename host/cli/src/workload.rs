@@ -137,7 +137,9 @@ pub async fn fill(
     Ok(())
 }
 
-async fn write_all(client: &Client, table: &str, batch: &[RowChange]) -> anyhow::Result<()> {
+/// Writes `batch` to `table` with the client's retries (the rows carry their timestamps, so
+/// resending is safe); a row that fails for good is an error.
+pub async fn write_all(client: &Client, table: &str, batch: &[RowChange]) -> anyhow::Result<()> {
     let outcomes = client
         .write_rows_with_retry(table, batch, true)
         .await

@@ -168,7 +168,7 @@ pub async fn replicate(
         heartbeat_timeout: config.tuning.heartbeat_timeout,
         ..WorkerConfig::default()
     };
-    let mut worker = TunnelWorker::start(
+    let worker = TunnelWorker::start(
         source.clone(),
         &tunnel_id,
         worker_config.clone(),
@@ -186,91 +186,100 @@ pub async fn replicate(
         ends,
         me: me.clone(),
     });
-    tokio::pin!(watch, shutdown);
-    let outcome = loop {
-        let failure = tokio::select! {
-            _ = &mut watch => break Ok(StopReason::EndTime),
-            _ = &mut shutdown => break Ok(StopReason::Shutdown),
-            failure = worker.failed() => failure,
-        };
-        if !failure.is_disconnection() {
-            break Err(failure);
-        }
-        // The server no longer counts this worker as connected (an outage longer than the
-        // heartbeat timeout): leave the old session once its channels have stopped, then
-        // join again; the channels resume from their checkpoints.
-        tracing::warn!(error = %failure, "lost the tunnel session; reconnecting");
-        worker.stop().await;
-        let reconnect = reconnect(&source, &tunnel_id, &worker_config, &applier);
-        worker = tokio::select! {
-            result = reconnect => match result {
-                Ok(worker) => worker,
-                Err(error) => return Err(error.into()),
-            },
-            _ = &mut shutdown => {
-                if let Some((_, task)) = metrics_server {
-                    task.abort();
-                }
-                return Ok(summary(config, tunnel_id, StopReason::Shutdown, &metrics, started, metrics_addr));
-            }
-        };
-        *me.lock().unwrap_or_else(|p| p.into_inner()) = worker.client_id().to_owned();
-        tracing::info!(client_id = worker.client_id(), "reconnected to the tunnel");
-    };
-    worker.stop().await;
+    let outcome = consume(
+        Session {
+            source: &source,
+            tunnel_id: &tunnel_id,
+            config: &worker_config,
+            applier: &applier,
+            me: &me,
+        },
+        worker,
+        watch,
+        shutdown,
+    )
+    .await;
     if let Some((_, task)) = metrics_server {
         task.abort();
     }
-    let reason = outcome?;
-    Ok(summary(
-        config,
-        tunnel_id,
-        reason,
-        &metrics,
-        started,
-        metrics_addr,
-    ))
-}
-
-fn summary(
-    config: &ReplicatorConfig,
-    tunnel_id: String,
-    reason: StopReason,
-    metrics: &Metrics,
-    started: Instant,
-    metrics_addr: Option<std::net::SocketAddr>,
-) -> RunSummary {
     let summary = RunSummary {
         tunnel_name: config.tunnel_name.clone(),
         tunnel_id,
-        reason,
+        reason: outcome?,
         metrics: metrics.snapshot(),
         elapsed: started.elapsed(),
         metrics_addr,
     };
     tracing::info!(%summary, "replication finished");
-    summary
+    Ok(summary)
 }
 
-/// Connects a new worker, retrying with a capped backoff while the server is unreachable or
-/// busy; fails at once on an error retrying cannot fix (credentials, a deleted tunnel).
-async fn reconnect(
-    source: &ots_client::Client,
-    tunnel_id: &str,
-    config: &WorkerConfig,
-    applier: &Arc<BatchApplier>,
-) -> Result<TunnelWorker, WorkerError> {
-    let mut delay = Duration::from_millis(200);
+/// What a worker needs to join the tunnel again.
+struct Session<'a> {
+    source: &'a ots_client::Client,
+    tunnel_id: &'a str,
+    config: &'a WorkerConfig,
+    applier: &'a Arc<BatchApplier>,
+    /// The worker's client id, read by the monitor.
+    me: &'a Mutex<String>,
+}
+
+/// Runs `worker` until the monitor sees the end time, `shutdown` resolves or the worker fails
+/// for good, and leaves the tunnel. When the server expired the session (an outage longer
+/// than the heartbeat timeout), the old worker stops once its channels have, and a new one
+/// joins; the channels resume from their checkpoints.
+async fn consume(
+    session: Session<'_>,
+    mut worker: TunnelWorker,
+    watch: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<StopReason, WorkerError> {
+    tokio::pin!(watch, shutdown);
     loop {
-        match TunnelWorker::start(source.clone(), tunnel_id, config.clone(), applier.clone()).await
-        {
-            Ok(worker) => return Ok(worker),
+        let failure = tokio::select! {
+            _ = &mut watch => break,
+            _ = &mut shutdown => {
+                worker.stop().await;
+                return Ok(StopReason::Shutdown);
+            }
+            failure = worker.failed() => failure,
+        };
+        worker.stop().await;
+        if !failure.is_disconnection() {
+            return Err(failure);
+        }
+        tracing::warn!(error = %failure, "lost the tunnel session; reconnecting");
+        worker = tokio::select! {
+            result = reconnect(&session) => result?,
+            _ = &mut shutdown => return Ok(StopReason::Shutdown),
+        };
+        *session.me.lock().unwrap_or_else(|p| p.into_inner()) = worker.client_id().to_owned();
+        tracing::info!(client_id = worker.client_id(), "reconnected to the tunnel");
+    }
+    worker.stop().await;
+    Ok(StopReason::EndTime)
+}
+
+/// Connects a new worker, retrying with the worker's backoff while the server is unreachable
+/// or busy; fails at once on an error retrying cannot fix (credentials, a deleted tunnel).
+async fn reconnect(session: &Session<'_>) -> Result<TunnelWorker, WorkerError> {
+    let mut attempt = 0;
+    loop {
+        let started = TunnelWorker::start(
+            session.source.clone(),
+            session.tunnel_id,
+            session.config.clone(),
+            session.applier.clone(),
+        )
+        .await;
+        match started {
             Err(error) if error.is_disconnection() => {
+                attempt += 1;
+                let delay = session.config.backoff(attempt);
                 tracing::warn!(%error, ?delay, "reconnecting to the tunnel failed; retrying");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
             }
-            Err(error) => return Err(error),
+            other => return other,
         }
     }
 }

@@ -303,9 +303,9 @@ impl Names {
             },
             RowChange::Update {
                 primary_key,
-                updates,
+                updates: change_updates,
             } => {
-                let updates: Vec<ColumnUpdate> = updates
+                let updates: Vec<ColumnUpdate> = change_updates
                     .iter()
                     .filter_map(|u| {
                         rename(&u.name).map(|name| ColumnUpdate {
@@ -315,7 +315,7 @@ impl Names {
                     })
                     .collect();
                 if updates.is_empty() {
-                    return self.touch(primary_key, change);
+                    return self.touch(primary_key, change_updates);
                 }
                 RowChange::Update {
                     primary_key: primary_key.clone(),
@@ -326,12 +326,9 @@ impl Names {
         })
     }
 
-    /// An update of `primary_key` deleting the removed columns `change` touched, skipping
+    /// An update of `primary_key` deleting the removed columns `updates` touched, skipping
     /// names that other columns are renamed to.
-    fn touch(&self, primary_key: &PrimaryKey, change: &RowChange) -> Option<RowChange> {
-        let RowChange::Update { updates, .. } = change else {
-            return None;
-        };
+    fn touch(&self, primary_key: &PrimaryKey, updates: &[ColumnUpdate]) -> Option<RowChange> {
         let taken = |name: &str| {
             self.changed
                 .values()

@@ -49,7 +49,7 @@ impl Default for WorkerConfig {
 
 impl WorkerConfig {
     /// The delay before retry `attempt` (1-based), with jitter.
-    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+    pub fn backoff(&self, attempt: u32) -> Duration {
         let bound = self
             .base_backoff
             .saturating_mul(1 << attempt.saturating_sub(1).min(16))

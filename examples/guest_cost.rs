@@ -14,11 +14,11 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use ots_client::tunnel::TunnelRecord;
 use ots_protocol::model::{
     Cell, ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value,
 };
 use ots_protocol::plainbuffer::SequenceInfo;
+use ots_protocol::record::TunnelRecord;
 use ots_sandbox::{GuestSource, Limits, Sandbox};
 use serde_json::json;
 

@@ -3,5 +3,5 @@
 # replication through the tunnel with the default and example guests, and a verify.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --demo
 cargo run --release --locked -p ots-cli --bin otsrep -- demo "$@"

@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
-# Installs everything the project needs on a fresh machine of this kind (Debian 12, rustup stable).
+# Installs what the project needs on a fresh machine of this kind (Debian 12, rustup stable).
 # Idempotent: skips what is already there.
+#
+#   bash scripts/setup.sh          everything the tests need (what `scripts/test.sh` runs)
+#   bash scripts/setup.sh --demo   only what building and running the demo needs
 set -euo pipefail
 
+demo_only=0
+case "${1:-}" in
+  --demo) demo_only=1 ;;
+  "") ;;
+  *) echo "setup: unknown option $1 (expected --demo or nothing)" >&2; exit 2 ;;
+esac
+
+# The host binaries: OpenSSL headers for the HTTPS client. The demo runs the committed guest
+# components, so it needs nothing more.
+apt_packages=(pkg-config libssl-dev)
+if [ "$demo_only" = 0 ]; then
+  # Guest builds (the components check): Debian's newer Rust with the std source and its
+  # linker (see docs/guests.md).
+  apt_packages+=(rustc-web cargo-web rust-web-src lld-22)
+fi
 need_apt=()
-# Guest builds: Debian's newer Rust with the std source and its linker (see docs/guests.md);
-# OpenSSL headers for the HTTPS client.
-for pkg in rustc-web cargo-web rust-web-src lld-22 pkg-config libssl-dev; do
+for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -15,6 +31,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+[ "$demo_only" = 1 ] && exit 0
 
 # The official Python SDK, used by the compatibility tests and the Python-SDK benchmark.
 python3 -c 'import tablestore' 2>/dev/null || {

@@ -1,6 +1,6 @@
 //! `full-copy`: fills a source table, then copies it into one destination table per variant —
 //! the replicator with the `replicate` wasm guest, the same pipeline with a native passthrough
-//! transform, and the official Python SDK's GetRange + BatchWriteRow copy — timing each and
+//! processor, and the official Python SDK's GetRange + BatchWriteRow copy — timing each and
 //! verifying each destination against the source.
 
 use std::path::PathBuf;
@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use ots_cli::demo::{ACCESS_ID, ACCESS_KEY, INSTANCE, local_config};
 use ots_client::Client;
-use ots_replicator::apply::RecordTransform;
 use ots_replicator::config::ProcessorConfig;
 use ots_replicator::metrics::Metrics;
+use ots_replicator::processor::{Processor, load as load_processor};
 use ots_replicator::verify::{VerifyOptions, verify};
+use ots_testkit::{ACCESS_KEY_ID, ACCESS_KEY_SECRET, INSTANCE, ServerProcess, local_config};
 
-use crate::server::{ChildServer, CpuMark};
+use crate::processor::{NativePassthrough, Timed};
+use crate::server::{CpuMark, start_server};
 use crate::table;
-use crate::transform::{NativePassthrough, Timed};
 
 const SOURCE: &str = "bench_source";
 
@@ -59,7 +59,7 @@ pub struct FullCopyArgs {
 enum Variant {
     /// The replicator with the built-in `replicate` wasm guest (what `otsrep` runs).
     Wasm,
-    /// The replicator with a native passthrough transform (no sandbox).
+    /// The replicator with a native passthrough processor (no sandbox).
     Native,
     /// `benchmarks/datax_copy.py`: GetRange + BatchWriteRow with the official Python SDK.
     Python,
@@ -93,14 +93,14 @@ struct Outcome {
     /// CPU seconds of the copier (this process, or the Python processes) and of the server.
     copier_cpu: f64,
     server_cpu: f64,
-    /// Replicator only: time in the transform, summed BatchWriteRow latency, batches, channels.
+    /// Replicator only: time in the processor, summed BatchWriteRow latency, batches, channels.
     stages: Option<Stages>,
     verified: String,
 }
 
 struct Stages {
-    transform: Duration,
-    transform_calls: u64,
+    processor: Duration,
+    processor_calls: u64,
     write: Duration,
     batches: u64,
     channels: usize,
@@ -108,12 +108,12 @@ struct Stages {
 
 /// Runs the benchmark and prints a results table.
 pub async fn run(args: FullCopyArgs) -> anyhow::Result<()> {
-    let (_temp, server) = ChildServer::start_in(args.data_dir.as_deref()).await?;
-    let client = local_config(&server.url, SOURCE, "", "", ProcessorConfig::default())
+    let (_temp, server) = start_server(args.data_dir.as_deref()).await?;
+    let client = local_config(server.url(), SOURCE, "", "", ProcessorConfig::default())
         .source
         .client()?;
 
-    ots_cli::workload::create_source_table(&client, SOURCE).await?;
+    ots_testkit::workload::create_source_table(&client, SOURCE).await?;
     let started = Instant::now();
     let cpu = CpuMark::now(&server);
     table::fill(&client, SOURCE, args.rows, args.fill_parallel).await?;
@@ -156,19 +156,19 @@ pub async fn run(args: FullCopyArgs) -> anyhow::Result<()> {
 
 /// Copies the source with the replicator; timed until every base row is written.
 async fn replicate(
-    server: &ChildServer,
+    server: &ServerProcess,
     variant: Variant,
     destination: &str,
     rows: i64,
 ) -> anyhow::Result<Outcome> {
-    let inner: Arc<dyn RecordTransform> = match variant {
-        Variant::Wasm => ots_cli::guests::load_transform(&ProcessorConfig::default(), SOURCE)?,
+    let inner: Arc<dyn Processor> = match variant {
+        Variant::Wasm => load_processor(&ProcessorConfig::default(), SOURCE)?,
         _ => Arc::new(NativePassthrough),
     };
     let timed = Arc::new(Timed::new(inner, None));
     let tunnel = format!("{destination}_tunnel");
     let config = local_config(
-        &server.url,
+        server.url(),
         SOURCE,
         &tunnel,
         destination,
@@ -192,7 +192,7 @@ async fn replicate(
             .await?;
     let (elapsed, at_end) = *done.get().context("the copy stopped before every row")?;
     let (copier_cpu, server_cpu) = cpu.between(&at_end);
-    let (transform, transform_calls) = timed.spent();
+    let (processor, processor_calls) = timed.spent();
     let channels = config
         .source
         .client()?
@@ -208,8 +208,8 @@ async fn replicate(
         copier_cpu,
         server_cpu,
         stages: Some(Stages {
-            transform,
-            transform_calls,
+            processor,
+            processor_calls,
             write: Duration::from_secs_f64(batch_latency_sum(&metrics)),
             batches: summary.metrics.batches_written,
             channels,
@@ -230,7 +230,7 @@ fn batch_latency_sum(metrics: &Metrics) -> f64 {
 
 /// Runs `datax_copy.py` into its own destination (created like the replicator creates one).
 async fn python_copy(
-    server: &ChildServer,
+    server: &ServerProcess,
     client: &Client,
     destination: &str,
     args: &FullCopyArgs,
@@ -241,9 +241,9 @@ async fn python_copy(
     let output = tokio::process::Command::new(&args.python)
         .args([
             script,
-            &server.url,
-            ACCESS_ID,
-            ACCESS_KEY,
+            server.url(),
+            ACCESS_KEY_ID,
+            ACCESS_KEY_SECRET,
             INSTANCE,
             SOURCE,
             destination,
@@ -301,8 +301,7 @@ async fn check(
     let report = verify(client, SOURCE, client, destination, options).await?;
     anyhow::ensure!(
         report.is_match() && report.source_rows() == rows as u64,
-        "{destination} differs: {}",
-        ots_cli::demo::describe_report(&report)
+        "{destination} differs: {report}"
     );
     Ok(format!(
         "verified: {} rows, {} ranges, checksums match",
@@ -396,13 +395,13 @@ fn print_results(outcomes: &[Outcome], rows: i64, python_workers: usize) {
         let Some(s) = &o.stages else { continue };
         let secs = o.elapsed.as_secs_f64();
         println!(
-            "{}: {} channels; transform {:.2}s in {} calls ({:.2} us/row, {:.1} % of one core); BatchWriteRow {:.1}s summed over {} batches ({:.1} ms each, {:.1} in flight on average)",
+            "{}: {} channels; processor {:.2}s in {} calls ({:.2} us/row, {:.1} % of one core); BatchWriteRow {:.1}s summed over {} batches ({:.1} ms each, {:.1} in flight on average)",
             o.destination,
             s.channels,
-            s.transform.as_secs_f64(),
-            s.transform_calls,
-            s.transform.as_secs_f64() * 1e6 / rows as f64,
-            100.0 * s.transform.as_secs_f64() / secs,
+            s.processor.as_secs_f64(),
+            s.processor_calls,
+            s.processor.as_secs_f64() * 1e6 / rows as f64,
+            100.0 * s.processor.as_secs_f64() / secs,
             s.write.as_secs_f64(),
             s.batches,
             s.write.as_secs_f64() * 1e3 / s.batches.max(1) as f64,

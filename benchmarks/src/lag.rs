@@ -1,6 +1,6 @@
 //! `lag`: writes new rows to a source table at a steady rate while the replicator runs, and
 //! measures per row the time from the source write's acknowledgement to (a) the record
-//! reaching the replicator's transform and (b) the row being visible in the destination, found
+//! reaching the replicator's processor and (b) the row being visible in the destination, found
 //! by a poller that scans the destination continuously from the oldest row not yet seen.
 
 use std::path::{Path, PathBuf};
@@ -10,18 +10,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use ots_cli::demo::local_config;
 use ots_client::Client;
 use ots_client::rows::{RangeQuery, ReadOptions};
 use ots_protocol::model::{PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange};
-use ots_replicator::apply::RecordTransform;
 use ots_replicator::config::ProcessorConfig;
 use ots_replicator::metrics::Metrics;
+use ots_replicator::processor::{Processor, load as load_processor};
+use ots_testkit::local_config;
 use tokio::task::JoinSet;
 
-use crate::server::{ChildServer, CpuMark};
+use crate::processor::{NativePassthrough, Timed};
+use crate::server::{CpuMark, start_server};
 use crate::table::{self, now_millis};
-use crate::transform::{NativePassthrough, Timed};
 
 const SOURCE: &str = "lag_source";
 const DESTINATION: &str = "lag_copy";
@@ -38,20 +38,20 @@ pub struct LagArgs {
     /// Rows per BatchWriteRow of the writer.
     #[arg(long, default_value_t = 50)]
     batch: u64,
-    /// The transform the replicator runs.
-    #[arg(long, value_enum, default_value_t = Transform::Wasm)]
-    transform: Transform,
+    /// The processor the replicator runs.
+    #[arg(long, alias = "transform", value_enum, default_value_t = ProcessorKind::Wasm)]
+    processor: ProcessorKind,
     /// Keep the server's database here instead of a temporary directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Write every row's instants (ms since the start: ack, at the transform, visible) here.
+    /// Write every row's instants (ms since the start: ack, at the processor, visible) here.
     #[arg(long)]
     csv: Option<PathBuf>,
 }
 
-/// Which transform the replicator runs.
+/// Which processor the replicator runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Transform {
+enum ProcessorKind {
     /// The built-in `replicate` wasm guest.
     Wasm,
     /// The native passthrough.
@@ -94,16 +94,16 @@ fn id_of(primary_key: &PrimaryKey) -> Option<i64> {
 
 /// Runs the benchmark and prints the lag percentiles.
 pub async fn run(args: LagArgs) -> anyhow::Result<()> {
-    let (_temp, server) = ChildServer::start_in(args.data_dir.as_deref()).await?;
+    let (_temp, server) = start_server(args.data_dir.as_deref()).await?;
     let config = local_config(
-        &server.url,
+        server.url(),
         SOURCE,
         "lag_tunnel",
         DESTINATION,
         ProcessorConfig::default(),
     );
     let client = config.source.client()?;
-    ots_cli::workload::create_source_table(&client, SOURCE).await?;
+    ots_testkit::workload::create_source_table(&client, SOURCE).await?;
 
     let batch = args.batch.max(1);
     let batches = (args.rate * args.secs).div_ceil(batch);
@@ -113,13 +113,13 @@ pub async fn run(args: LagArgs) -> anyhow::Result<()> {
     let reached = Arc::new(Marks::new(origin, rows));
     let visible = Arc::new(Marks::new(origin, rows));
 
-    let inner: Arc<dyn RecordTransform> = match args.transform {
-        Transform::Wasm => ots_cli::guests::load_transform(&ProcessorConfig::default(), SOURCE)?,
-        Transform::Native => Arc::new(NativePassthrough),
+    let inner: Arc<dyn Processor> = match args.processor {
+        ProcessorKind::Wasm => load_processor(&ProcessorConfig::default(), SOURCE)?,
+        ProcessorKind::Native => Arc::new(NativePassthrough),
     };
     let observer = {
         let reached = reached.clone();
-        Box::new(move |records: &[ots_client::tunnel::TunnelRecord]| {
+        Box::new(move |records: &[ots_protocol::record::TunnelRecord]| {
             let now = Instant::now();
             for record in records {
                 if let Some(id) = id_of(record.change.primary_key()) {
@@ -153,7 +153,7 @@ pub async fn run(args: LagArgs) -> anyhow::Result<()> {
             warm.elapsed() < Duration::from_secs(120),
             "no stream record was replicated in 120s"
         );
-        ots_cli::workload::write_all(&client, SOURCE, &[table::row(warm_id, 0, now_millis())])
+        ots_testkit::workload::write_all(&client, SOURCE, &[table::row(warm_id, 0, now_millis())])
             .await?;
         warm_id -= 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -181,13 +181,13 @@ pub async fn run(args: LagArgs) -> anyhow::Result<()> {
     println!("replicator: {summary}");
 
     println!(
-        "wrote {rows} rows in {write_secs:.1}s = {:.0} rows/s ({} transform: {:?}); destination polled {polls} times, {:.1} ms per poll",
+        "wrote {rows} rows in {write_secs:.1}s = {:.0} rows/s ({} processor: {:?}); destination polled {polls} times, {:.1} ms per poll",
         rows as f64 / write_secs,
-        match args.transform {
-            Transform::Wasm => "replicate wasm guest",
-            Transform::Native => "native passthrough",
+        match args.processor {
+            ProcessorKind::Wasm => "replicate wasm guest",
+            ProcessorKind::Native => "native passthrough",
         },
-        args.transform,
+        args.processor,
         poll_time.as_secs_f64() * 1e3 / polls.max(1) as f64,
     );
     println!(
@@ -196,7 +196,7 @@ pub async fn run(args: LagArgs) -> anyhow::Result<()> {
         100.0 * server_cpu / write_secs
     );
     report(
-        "source ack -> record at the transform",
+        "source ack -> record at the processor",
         &acked,
         &reached,
         rows,
@@ -236,7 +236,7 @@ async fn write_load(
             let stamp = now_millis();
             let changes: Vec<RowChange> =
                 ids.clone().map(|id| table::row(id, stamp, stamp)).collect();
-            ots_cli::workload::write_all(&client, SOURCE, &changes).await?;
+            ots_testkit::workload::write_all(&client, SOURCE, &changes).await?;
             let now = Instant::now();
             for id in ids {
                 acked.mark(id, now);
@@ -327,7 +327,7 @@ fn report(what: &str, from: &Marks, to: &Marks, rows: usize) {
 
 /// Writes each row's instants (ms since the origin) as CSV.
 fn write_csv(path: &Path, marks: [&Marks; 3], rows: usize) -> anyhow::Result<()> {
-    let mut text = String::from("id,acked_ms,transform_ms,visible_ms\n");
+    let mut text = String::from("id,acked_ms,processor_ms,visible_ms\n");
     for i in 0..rows {
         text.push_str(&i.to_string());
         for m in marks {

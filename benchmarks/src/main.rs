@@ -4,9 +4,9 @@
 
 mod full_copy;
 mod lag;
+mod processor;
 mod server;
 mod table;
-mod transform;
 
 use clap::{Parser, Subcommand};
 
@@ -25,7 +25,7 @@ enum Command {
     /// Measure source-write-to-destination-visible lag under a steady write rate.
     Lag(lag::LagArgs),
     /// Run the local server (the benchmarks start this as their child process).
-    Serve(server::ServeArgs),
+    Serve(ots_local_server::serve::ServeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,7 +42,10 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::FullCopy(args) => full_copy::run(args).await,
             Command::Lag(args) => lag::run(args).await,
-            Command::Serve(args) => server::serve(args).await,
+            Command::Serve(args) => Ok(ots_local_server::serve::serve(&args, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?),
         }
     })
 }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Context as _;
-use ots_cli::workload::key;
 use ots_client::Client;
 use ots_client::rows::MAX_BATCH_WRITE_ROWS;
 use ots_protocol::model::{Cell, RowChange, Value};
+use ots_testkit::workload::key;
 
 /// The put that creates row `id`; `stamp` goes into the `written_at` column and every cell's
 /// version is `timestamp`.
@@ -65,7 +65,7 @@ pub async fn fill(client: &Client, table: &str, rows: i64, parallel: usize) -> a
                 let batch: Vec<RowChange> = (start..(start + chunk).min(rows))
                     .map(|id| row(id, ts, ts))
                     .collect();
-                ots_cli::workload::write_all(&client, &table, &batch).await?;
+                ots_testkit::workload::write_all(&client, &table, &batch).await?;
             }
         }));
     }

@@ -5,8 +5,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use ots_local_server::http::{FaultConfig, ServerState};
-use ots_local_server::store::Store;
+use ots_local_server::ServerState;
 use ots_protocol::pb::table::{
     CapacityUnit, CreateTableRequest, PrimaryKeySchema, PrimaryKeyType, ReservedThroughput,
     StreamSpecification, TableMeta,
@@ -24,7 +23,8 @@ fn state() -> &'static ServerState {
     static STATE: OnceLock<ServerState> = OnceLock::new();
     STATE.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("ots-fuzz-{}", std::process::id()));
-        let store = Store::open(&dir).expect("store opens");
+        let state = ServerState::open(&ots_testkit::server_config(&dir, Default::default()))
+            .expect("the server state opens");
         let table = CreateTableRequest {
             table_meta: TableMeta {
                 table_name: "t".into(),
@@ -45,14 +45,8 @@ fn state() -> &'static ServerState {
                 expiration_time: None,
             }),
         };
-        let _ = store.create_table(table, 0);
-        ServerState {
-            store,
-            instance_name: "fuzz".into(),
-            access_keys: Default::default(),
-            faults: FaultConfig::default(),
-            tunnels: Default::default(),
-        }
+        let _ = state.store.create_table(table, 0);
+        state
     })
 }
 

@@ -1,81 +1,30 @@
-//! Shared helpers for the end-to-end tests: a local server in a temporary directory, configs
-//! pointing at it, and polling.
+//! Shared helpers of the end-to-end tests: polling, a filled source table, a write load up
+//! to an end time. The server, its credentials and the workload come from `ots-testkit`.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use ots_cli::demo::{ACCESS_ID, ACCESS_KEY, INSTANCE, local_config};
+use anyhow::Context as _;
 use ots_client::Client;
-use ots_local_server::api::{SplitPartitionRequest, SplitPartitionResponse};
-use ots_local_server::{FaultConfig, RunningServer, ServerConfig};
-use ots_protocol::plainbuffer;
-use ots_replicator::config::{ProcessorConfig, ReplicatorConfig};
+use ots_replicator::config::ReplicatorConfig;
+use ots_replicator::metrics::Metrics;
+use ots_replicator::pipeline::{self, RunSummary};
+use ots_replicator::processor;
+use ots_testkit::workload;
+pub use ots_testkit::{LocalServer, split_partition};
 
-/// A local server on a free port with its data in a temporary directory.
-pub struct LocalServer {
-    server: RunningServer,
-    _dir: tempfile::TempDir,
-}
-
-impl LocalServer {
-    /// Starts a server with the demo's instance and access key.
-    pub async fn start() -> Self {
-        Self::start_with_faults(FaultConfig::default()).await
-    }
-
-    /// Starts a server that injects `faults`.
-    pub async fn start_with_faults(faults: FaultConfig) -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let server = ots_local_server::start(ServerConfig {
-            data_dir: dir.path().to_owned(),
-            listen: "127.0.0.1:0".parse().expect("address"),
-            instance_name: INSTANCE.to_owned(),
-            access_keys: vec![(ACCESS_ID.to_owned(), ACCESS_KEY.to_owned())],
-            faults,
-        })
+/// Runs one replication with the processor its config selects, until its end time or
+/// `shutdown`, as `otsrep replicate` does (without the progress output).
+pub async fn run_replication(
+    config: &ReplicatorConfig,
+    metrics: std::sync::Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<RunSummary> {
+    let processor = processor::load(&config.processor, &config.source.table_name)
+        .with_context(|| format!("loading the processor {}", config.processor.source))?;
+    pipeline::replicate(config, processor, metrics, shutdown)
         .await
-        .expect("local server starts");
-        Self { server, _dir: dir }
-    }
-
-    /// The endpoint URL.
-    pub fn url(&self) -> String {
-        self.server.endpoint()
-    }
-
-    /// A config replicating `source` into `destination` through `tunnel` on this server.
-    pub fn config(
-        &self,
-        source: &str,
-        tunnel: &str,
-        destination: &str,
-        processor: ProcessorConfig,
-    ) -> ReplicatorConfig {
-        local_config(&self.url(), source, tunnel, destination, processor)
-    }
-
-    /// A client of this server.
-    pub fn client(&self) -> Client {
-        self.config("x", "x", "x", ProcessorConfig::default())
-            .source
-            .client()
-            .expect("client")
-    }
-}
-
-/// Splits partition `partition` of `table` at integer key `id` (the local server's admin
-/// call), so the table's stream has more channels; returns the children's ids.
-pub async fn split_partition(client: &Client, table: &str, partition: u32, id: i64) -> (u32, u32) {
-    let request = SplitPartitionRequest {
-        table_name: table.to_owned(),
-        partition_id: partition,
-        split_point: plainbuffer::encode_primary_key(&ots_cli::workload::key(id)),
-    };
-    let response: SplitPartitionResponse = client
-        .call("/admin/SplitPartition", &request, false)
-        .await
-        .expect("partition split");
-    (response.left, response.right)
+        .with_context(|| format!("replicating {}", config.source.table_name))
 }
 
 /// Polls `check` every 200 ms until it returns true; panics with `what` after `timeout`.
@@ -95,10 +44,10 @@ where
 /// returns a client of the server.
 pub async fn source_with_rows(server: &LocalServer, table: &str, rows: i64) -> Client {
     let client = server.client();
-    ots_cli::workload::create_source_table(&client, table)
+    workload::create_source_table(&client, table)
         .await
         .expect("creating the source table");
-    ots_cli::workload::fill(&client, table, rows, 4, |_| {})
+    workload::fill(&client, table, rows, 4, |_| {})
         .await
         .expect("filling the source table");
     client
@@ -122,7 +71,7 @@ pub async fn write_until(
     end: chrono::DateTime<chrono::Utc>,
     margin: Duration,
 ) -> u64 {
-    let load = ots_cli::workload::WriteLoad::start(
+    let load = workload::WriteLoad::start(
         client.clone(),
         table.to_owned(),
         rows + rows / 10,
@@ -146,7 +95,7 @@ pub async fn pass_the_end(client: &Client, table: &str, end: chrono::DateTime<ch
     let rest = (end - chrono::Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(rest + Duration::from_millis(50)).await;
     let markers: Vec<i64> = (1..=8).map(|i| -i).collect();
-    ots_cli::workload::touch_and_remove(client, table, &markers)
+    workload::touch_and_remove(client, table, &markers)
         .await
         .expect("writing the end markers");
 }

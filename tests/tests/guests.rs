@@ -72,12 +72,8 @@ fn misbehave(options: serde_json::Value, dead_letter: PathBuf) -> ProcessorConfi
 }
 
 async fn replicate(config: &ReplicatorConfig) -> anyhow::Result<RunSummary> {
-    let run = ots_cli::run_replication(
-        config,
-        Arc::new(Metrics::default()),
-        std::future::pending(),
-        None,
-    );
+    let run =
+        ots_e2e::run_replication(config, Arc::new(Metrics::default()), std::future::pending());
     tokio::time::timeout(Duration::from_secs(90), run)
         .await
         .expect("the replication ends within 90 s")

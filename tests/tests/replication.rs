@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ots_cli::workload;
 use ots_client::rows::ReadOptions;
 use ots_e2e::LocalServer;
 use ots_replicator::config::{ProcessorConfig, ReplicatorConfig};
 use ots_replicator::metrics::Metrics;
 use ots_replicator::pipeline::{RunSummary, StopReason};
 use ots_replicator::verify::{VerifyReport, verify};
+use ots_testkit::workload;
 
 const SOURCE: &str = "src";
 
@@ -26,7 +26,7 @@ async fn compare(client: &ots_client::Client, destination: &str) -> VerifyReport
 }
 
 async fn replicate_until_end(config: ReplicatorConfig, metrics: Arc<Metrics>) -> RunSummary {
-    let run = ots_cli::run_replication(&config, metrics, std::future::pending(), None);
+    let run = ots_e2e::run_replication(&config, metrics, std::future::pending());
     tokio::time::timeout(Duration::from_secs(90), run)
         .await
         .expect("the replication reaches its end time within 90 s")
@@ -130,7 +130,7 @@ async fn a_second_run_resumes_from_the_checkpoints() {
     };
     let first = tokio::time::timeout(
         Duration::from_secs(60),
-        ots_cli::run_replication(&config, metrics, stop_when_copied, None),
+        ots_e2e::run_replication(&config, metrics, stop_when_copied),
     )
     .await
     .unwrap()

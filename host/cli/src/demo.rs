@@ -4,95 +4,30 @@
 //! them at an end time, verifies each destination against what its guest should have made of
 //! the source, and prints a summary.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
-use ots_protocol::auth::Credentials;
 use ots_protocol::model::{PrimaryKeyValue, Row};
-use ots_replicator::config::{
-    ProcessorConfig, ProcessorSource, ReplicatorConfig, TableEndpoint, Tuning,
-};
+use ots_replicator::config::{ProcessorConfig, ProcessorSource};
 use ots_replicator::metrics::Metrics;
-use ots_replicator::verify::{RowView, VerifyOptions, VerifyReport, verify_view};
-
-use crate::workload::{self, WriteLoad};
-
-/// Instance name of the local server (demo and `serve`).
-pub const INSTANCE: &str = "local";
-/// Access key id of the local server (demo and `serve`).
-pub const ACCESS_ID: &str = "otsrep-local-id";
-/// Access key secret of the local server (demo and `serve`).
-pub const ACCESS_KEY: &str = "otsrep-local-secret";
+use ots_replicator::verify::{RowView, VerifyOptions, verify_view};
+use ots_testkit::LocalServer;
+use ots_testkit::workload::{self, WriteLoad};
 
 /// Arguments of `demo`; every one has a default.
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Rows in the source table before replication starts.
     #[arg(long, default_value_t = 20_000)]
-    pub rows: i64,
+    rows: i64,
     /// Seconds of concurrent writes before the end time.
     #[arg(long, default_value_t = 15)]
-    pub write_secs: u64,
+    write_secs: u64,
     /// Keep the server's data directory here instead of a temporary one.
     #[arg(long)]
-    pub data_dir: Option<std::path::PathBuf>,
-}
-
-fn endpoint(url: &str, table: &str) -> TableEndpoint {
-    TableEndpoint {
-        endpoint: url.to_owned(),
-        instance_name: INSTANCE.to_owned(),
-        table_name: table.to_owned(),
-        credentials: Credentials {
-            access_key_id: ACCESS_ID.to_owned(),
-            access_key_secret: ACCESS_KEY.to_owned(),
-            security_token: None,
-        },
-    }
-}
-
-/// A config replicating `source` into `destination` on the local server at `url`.
-pub fn local_config(
-    url: &str,
-    source: &str,
-    tunnel: &str,
-    destination: &str,
-    processor: ProcessorConfig,
-) -> ReplicatorConfig {
-    ReplicatorConfig {
-        source: endpoint(url, source),
-        tunnel_name: tunnel.to_owned(),
-        end_time: None,
-        destination: endpoint(url, destination),
-        batch_write_count: 200,
-        processor,
-        metrics_listen: None,
-        tuning: Tuning {
-            monitor_interval: Duration::from_secs(1),
-            ..Tuning::default()
-        },
-    }
-}
-
-/// Verification output: totals, then each differing range.
-pub fn describe_report(report: &VerifyReport) -> String {
-    let mut out = String::new();
-    let differing: Vec<_> = report.differing().collect();
-    let _ = writeln!(
-        out,
-        "verify: {} ranges, source {} rows, destination {} rows, {} differing range(s)",
-        report.ranges.len(),
-        report.source_rows(),
-        report.destination_rows(),
-        differing.len()
-    );
-    for range in differing {
-        let _ = writeln!(out, "  differs: {range}");
-    }
-    out
+    data_dir: Option<std::path::PathBuf>,
 }
 
 /// One replication the demo runs: a processor, where it writes, and what the destination
@@ -166,37 +101,22 @@ fn examples(rows: i64) -> Vec<Example> {
 }
 
 /// Runs the demo; exits non-zero if a copy does not verify.
-pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
+pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     let started = Instant::now();
-    let temp = tempfile::tempdir().context("creating a temporary data directory")?;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| temp.path().to_owned());
-    let server = ots_local_server::start(ots_local_server::ServerConfig {
-        data_dir: data_dir.clone(),
-        listen: "127.0.0.1:0".parse().context("listen address")?,
-        instance_name: INSTANCE.to_owned(),
-        access_keys: vec![(ACCESS_ID.to_owned(), ACCESS_KEY.to_owned())],
-        faults: Default::default(),
-    })
-    .await
-    .context("starting the local server")?;
-    let url = server.endpoint();
+    let server = match &args.data_dir {
+        Some(dir) => LocalServer::start_in(dir, Default::default())
+            .await
+            .context("starting the local server")?,
+        None => LocalServer::start().await,
+    };
+    let url = server.url();
     println!(
         "demo: local Tablestore server at {url} (data in {})",
-        data_dir.display()
+        server.data_dir().display()
     );
 
     let source_table = "demo_source";
-    let config = local_config(
-        &url,
-        source_table,
-        "demo_tunnel",
-        "demo_copy",
-        ProcessorConfig::default(),
-    );
-    let client = config.source.client().context("local client")?;
+    let client = server.client();
     workload::create_source_table(&client, source_table).await?;
     let fill_started = Instant::now();
     workload::fill(&client, source_table, args.rows, 4, |_| {}).await?;
@@ -222,8 +142,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
 
     let mut runs = Vec::new();
     for example in examples(args.rows) {
-        let mut config = local_config(
-            &url,
+        let mut config = server.config(
             source_table,
             example.tunnel,
             example.destination,
@@ -273,7 +192,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
             "demo: {} ({}) vs {source_table}: {}",
             example.destination,
             example.description,
-            describe_report(&report).trim_end()
+            report.to_string().trim_end()
         );
         all_match &= report.is_match();
     }

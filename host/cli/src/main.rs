@@ -1,10 +1,211 @@
-//! `otsrep`: replicate Tablestore tables through the Tunnel Service.
+//! `otsrep`: replicate Tablestore tables through the Tunnel Service, with sandboxed
+//! WebAssembly processors. A thin binary over the libraries: `replicate`, `serve`, `status`,
+//! `verify` and `demo`.
 
+mod demo;
+mod progress;
+mod status;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::Parser;
-use ots_cli::{Cli, Command, LogFormat};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ots_local_server::serve::ServeArgs;
+use ots_replicator::config::ReplicatorConfig;
+use ots_replicator::metrics::Metrics;
+use ots_replicator::pipeline::{self, RunSummary};
+use ots_replicator::processor;
+use ots_replicator::verify::{VerifyOptions, verify};
 use tracing_subscriber::EnvFilter;
+
+/// Replicate Alibaba Cloud Tablestore tables through the Tunnel Service, with sandboxed
+/// WebAssembly processors.
+#[derive(Debug, Parser)]
+#[command(name = "otsrep", version)]
+struct Cli {
+    /// Log line format (stderr). The level comes from OTSREP_LOG (e.g. `debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replicate the source table into the destination as the config says.
+    Replicate(ReplicateArgs),
+    /// Run the local Tablestore-compatible server (the same flags as `ots-local-server`).
+    Serve(ServeArgs),
+    /// Show the tunnel's stage, channels and per-channel lag.
+    Status(ConfigArgs),
+    /// Compare source and destination: row counts and checksums per key range.
+    Verify(VerifyArgs),
+    /// Run a self-contained demonstration on a local server (no options needed).
+    Demo(demo::DemoArgs),
+}
+
+/// A config file argument.
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// The config: the guide's JSON (`.json`) or the TOML form (`.toml`).
+    #[arg(short, long)]
+    config: PathBuf,
+}
+
+/// Arguments of `replicate`.
+#[derive(Debug, Args)]
+struct ReplicateArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Load guest processors from this directory instead of the built-in ones.
+    #[arg(long)]
+    guest_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (overrides `[metrics] listen`).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Stop at this time instead of the config's `endTime` (`yyyy-MM-dd HH:mm:ss` local time,
+    /// or RFC 3339).
+    #[arg(long, value_parser = parse_end_time_arg)]
+    end_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn parse_end_time_arg(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    ots_replicator::config::parse_end_time(text)
+}
+
+/// Arguments of `verify`.
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Source rows per compared range.
+    #[arg(long, default_value_t = 1000)]
+    rows_per_range: usize,
+}
+
+/// Runs a parsed command line; the exit code says success, differences (verify) or failure.
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Replicate(args) => replicate(args).await,
+        Command::Serve(args) => {
+            ots_local_server::serve::serve(&args, shutdown_signal())
+                .await
+                .context("starting the local server")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => {
+            let config = load_config(&args)?;
+            status::print_status(&config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(args) => verify_command(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+fn load_config(args: &ConfigArgs) -> anyhow::Result<ReplicatorConfig> {
+    ReplicatorConfig::load(&args.config)
+        .with_context(|| format!("invalid config {}", args.config.display()))
+}
+
+async fn replicate(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
+    let mut config = load_config(&args.config)?;
+    if let Some(dir) = args.guest_dir {
+        config.processor.guest_dir = Some(dir);
+    }
+    if let Some(listen) = args.metrics_listen {
+        config.metrics_listen = Some(listen);
+    }
+    if let Some(end) = args.end_time {
+        config.end_time = Some(end);
+    }
+    let metrics = Arc::new(Metrics::default());
+    let summary = run_replication(&config, metrics, shutdown_signal(), None).await?;
+    println!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one replication with its processor and progress reporting until it reaches the end
+/// time or `shutdown` resolves; `expected_rows` sizes the full-copy progress bar.
+async fn run_replication(
+    config: &ReplicatorConfig,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    expected_rows: Option<u64>,
+) -> anyhow::Result<RunSummary> {
+    let processor = processor::load(&config.processor, &config.source.table_name)
+        .with_context(|| format!("loading the processor {}", config.processor.source))?;
+    let destination = pipeline::destination_table(config, &*processor).to_owned();
+    let progress = progress::Progress::start(destination.clone(), metrics.clone(), expected_rows);
+    let result = pipeline::replicate(config, processor, metrics, shutdown).await;
+    progress.finish().await;
+    result.with_context(|| {
+        format!(
+            "replicating {} into {destination}",
+            config.source.table_name
+        )
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn verify_command(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.config)?;
+    let source = config.source.client().context("source client")?;
+    let destination = config.destination.client().context("destination client")?;
+    let report = verify(
+        &source,
+        &config.source.table_name,
+        &destination,
+        &config.destination.table_name,
+        VerifyOptions {
+            rows_per_range: args.rows_per_range,
+            ..VerifyOptions::default()
+        },
+    )
+    .await?;
+    print!("{report}");
+    Ok(if report.is_match() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
 
 fn init_logging(format: LogFormat, default_filter: &str) {
     let filter =
@@ -36,7 +237,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(ots_cli::run(cli)) {
+    match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -10,7 +10,7 @@ use ots_replicator::metrics::Metrics;
 use tokio::sync::watch;
 
 /// A running progress reporter; stop it with [`Progress::finish`].
-pub struct Progress {
+pub(crate) struct Progress {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -18,7 +18,7 @@ pub struct Progress {
 impl Progress {
     /// Starts reporting `metrics` of the replication named `label`; `expected_rows` is the
     /// size of the full copy when known (it makes the bar a bar instead of a counter).
-    pub fn start(label: String, metrics: Arc<Metrics>, expected_rows: Option<u64>) -> Self {
+    pub(crate) fn start(label: String, metrics: Arc<Metrics>, expected_rows: Option<u64>) -> Self {
         let (stop, mut stopped) = watch::channel(false);
         let tty = std::io::stderr().is_terminal();
         let task = tokio::spawn(async move {
@@ -61,7 +61,7 @@ impl Progress {
     }
 
     /// Stops reporting.
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
@@ -71,7 +71,7 @@ impl Progress {
 static BARS: OnceLock<MultiProgress> = OnceLock::new();
 
 /// Prints a line to stdout above any progress bars instead of through them.
-pub fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     match BARS.get() {
         Some(bars) if !bars.is_hidden() => {
             let _ = bars.println(line);

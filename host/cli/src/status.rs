@@ -4,11 +4,11 @@ use std::fmt::Write as _;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use ots_protocol::pb::tunnel::DescribeTunnelResponse;
+use ots_protocol::pb::tunnel::{ChannelStatus, DescribeTunnelResponse};
 use ots_replicator::config::ReplicatorConfig;
 
 /// Describes the config's tunnel and prints a table of its channels.
-pub async fn print_status(config: &ReplicatorConfig) -> anyhow::Result<()> {
+pub(crate) async fn print_status(config: &ReplicatorConfig) -> anyhow::Result<()> {
     let client = config.source.client().context("source client")?;
     let description = client
         .describe_tunnel(&config.source.table_name, &config.tunnel_name)
@@ -42,7 +42,7 @@ fn lag(now: DateTime<Utc>, rpo: Option<i64>) -> String {
 }
 
 /// The status text of a DescribeTunnel answer as of `now`.
-pub fn render_status(description: &DescribeTunnelResponse, now: DateTime<Utc>) -> String {
+fn render_status(description: &DescribeTunnelResponse, now: DateTime<Utc>) -> String {
     let tunnel = &description.tunnel;
     let mut out = String::new();
     let _ = writeln!(
@@ -80,7 +80,7 @@ pub fn render_status(description: &DescribeTunnelResponse, now: DateTime<Utc>) -
             channel.channel_type.as_deref().unwrap_or("-"),
             channel.channel_status.as_deref().unwrap_or("-"),
             channel.client_id.as_deref().unwrap_or("-"),
-            if channel.channel_status.as_deref() == Some("TERMINATED") {
+            if channel.status() == Some(ChannelStatus::Terminated) {
                 "done".to_owned()
             } else {
                 lag(now, channel.channel_rpo)

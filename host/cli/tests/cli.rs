@@ -5,11 +5,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ots_cli::demo::{ACCESS_ID, ACCESS_KEY, INSTANCE, local_config};
-use ots_cli::workload::{self, WriteLoad};
 use ots_client::rows::{RangeQuery, ReadOptions};
 use ots_protocol::model::{PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue};
-use ots_replicator::config::ProcessorConfig;
+use ots_testkit::workload::{self, WriteLoad};
+use ots_testkit::{
+    ACCESS_KEY_ID as ACCESS_ID, ACCESS_KEY_SECRET as ACCESS_KEY, INSTANCE, LocalServer,
+};
 
 fn otsrep() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_otsrep"));
@@ -145,21 +146,9 @@ heartbeatTimeoutSecs = 3
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_replicator_is_resumed_by_the_next_one() {
-    let data = tempfile::tempdir().unwrap();
-    let server = ots_local_server::start(ots_local_server::ServerConfig {
-        data_dir: data.path().to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        instance_name: INSTANCE.into(),
-        access_keys: vec![(ACCESS_ID.into(), ACCESS_KEY.into())],
-        faults: Default::default(),
-    })
-    .await
-    .unwrap();
-    let url = server.endpoint();
-    let client = local_config(&url, "src", "t1", "dst", ProcessorConfig::default())
-        .source
-        .client()
-        .unwrap();
+    let server = LocalServer::start().await;
+    let url = server.url();
+    let client = server.client();
     let rows = 20_000;
     workload::create_source_table(&client, "src").await.unwrap();
     workload::fill(&client, "src", rows, 4, |_| {})

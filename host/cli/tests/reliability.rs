@@ -12,11 +12,13 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ots_cli::demo::{ACCESS_ID, ACCESS_KEY, INSTANCE, local_config};
-use ots_cli::workload::{self, WriteLoad};
 use ots_client::Client;
-use ots_local_server::{FaultConfig, RunningServer, ServerConfig};
-use ots_replicator::config::ProcessorConfig;
+use ots_local_server::FaultConfig;
+use ots_testkit::workload::{self, WriteLoad};
+use ots_testkit::{
+    ACCESS_KEY_ID as ACCESS_ID, ACCESS_KEY_SECRET as ACCESS_KEY, INSTANCE, LocalServer,
+    ServerProcess,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -35,8 +37,8 @@ fn otsrep() -> Command {
         "OTS_READER_ACCESS_KEY",
         "OTS_WRITER_ACCESS_ID",
         "OTS_WRITER_ACCESS_KEY",
-        "OTS_LOCAL_ACCESS_ID",
-        "OTS_LOCAL_ACCESS_KEY",
+        "OTS_LOCAL_ACCESS_KEY_ID",
+        "OTS_LOCAL_ACCESS_KEY_SECRET",
         "OTSREP_LOG",
     ] {
         command.env_remove(var);
@@ -112,10 +114,7 @@ fn write_config(
 
 /// A client of the server at `url` with the demo's keys.
 fn client(url: &str) -> Client {
-    local_config(url, SOURCE, "t1", DESTINATION, ProcessorConfig::default())
-        .source
-        .client()
-        .unwrap()
+    ots_testkit::client(url)
 }
 
 /// Creates the stream-enabled source table with `rows` rows.
@@ -138,16 +137,8 @@ fn write_load(client: &Client, rows: i64) -> WriteLoad {
 }
 
 /// A local server in this process on a free port, its data in `data`.
-async fn start_server(data: &Path, faults: FaultConfig) -> RunningServer {
-    ots_local_server::start(ServerConfig {
-        data_dir: data.to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        instance_name: INSTANCE.into(),
-        access_keys: vec![(ACCESS_ID.into(), ACCESS_KEY.into())],
-        faults,
-    })
-    .await
-    .unwrap()
+async fn start_server(data: &Path, faults: FaultConfig) -> LocalServer {
+    LocalServer::start_in(data, faults).await.unwrap()
 }
 
 /// Counters a running replicator serves on `/metrics`.
@@ -390,10 +381,10 @@ async fn twenty_kill_9s_of_the_replicator_under_write_load_end_in_an_exact_copy(
     let mut rng = seeded_rng("replicator kill -9");
     let data = tempfile::tempdir().unwrap();
     let server = start_server(data.path(), FaultConfig::default()).await;
-    let client = client(&server.endpoint());
+    let client = client(&server.url());
     fill_source(&client, ROWS).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &server.endpoint(), 2, 50);
+    let config = write_config(dir.path(), &server.url(), 2, 50);
     let load = write_load(&client, ROWS);
 
     // A quarter of the kills land anywhere in start-up (guest compilation, table and tunnel
@@ -443,36 +434,18 @@ async fn twenty_kill_9s_of_the_replicator_under_write_load_end_in_an_exact_copy(
     server.shutdown().await;
 }
 
-/// A free loopback port (bound, then released for the server to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `otsrep serve` on `port` over `data`.
-fn spawn_server(data: &Path, port: u16) -> Child {
-    otsrep()
-        .args(["serve", "--data-dir"])
-        .arg(data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("otsrep serve starts")
-}
-
-/// Waits until the server answers ListTable.
-async fn wait_ready(client: &Client) {
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while client.list_table().await.is_err() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
+/// `otsrep serve` on `listen` over `data`.
+async fn spawn_server(data: &Path, listen: SocketAddr) -> ServerProcess {
+    ServerProcess::spawn(
+        env!("CARGO_BIN_EXE_otsrep"),
+        &["serve"],
+        data,
+        listen,
+        &[],
+        Stdio::null(),
+    )
     .await
-    .expect("the server answers within 30 s");
+    .expect("otsrep serve starts")
 }
 
 /// `WriteLoad` gives up when an outage outlasts the client's retries of a batch, so a load
@@ -497,11 +470,10 @@ async fn the_server_killed_and_restarted_mid_run_loses_nothing() {
     let started = Instant::now();
     let mut rng = seeded_rng("server kill -9");
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut server = spawn_server(data.path(), port);
+    let listen = SocketAddr::from(([127, 0, 0, 1], ots_testkit::free_port()));
+    let mut server = spawn_server(data.path(), listen).await;
+    let url = server.url().to_owned();
     let client = client(&url);
-    wait_ready(&client).await;
     fill_source(&client, ROWS).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &url, 1, 50);
@@ -520,11 +492,10 @@ async fn the_server_killed_and_restarted_mid_run_loses_nothing() {
             .await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..=1000))).await;
         let at = replicator.counters().await;
-        server.kill().await.expect("SIGKILL the server");
+        server.kill9().await;
         let outage = Duration::from_millis(rng.random_range(1500..=2500));
         tokio::time::sleep(outage).await;
-        server = spawn_server(data.path(), port);
-        wait_ready(&client).await;
+        server = spawn_server(data.path(), listen).await;
         load = restart_load(load, &client, ROWS).await;
         println!("server kill {kill} during {what} ({at:?}), down {outage:?}");
         // The same process carries on once the server is back.
@@ -561,7 +532,7 @@ async fn the_server_killed_and_restarted_mid_run_loses_nothing() {
         "3 server kills, {rows} rows verified in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    server.kill().await.unwrap();
+    server.kill9().await;
 }
 
 /// The source is filled without faults, then the server restarts on the same data with 5 %
@@ -574,7 +545,7 @@ async fn injected_errors_latency_and_partial_batch_failures_end_in_an_exact_copy
     let started = Instant::now();
     let data = tempfile::tempdir().unwrap();
     let server = start_server(data.path(), FaultConfig::default()).await;
-    fill_source(&client(&server.endpoint()), ROWS).await;
+    fill_source(&client(&server.url()), ROWS).await;
     server.shutdown().await;
     let faults = FaultConfig {
         error_rate: 0.05,
@@ -582,9 +553,9 @@ async fn injected_errors_latency_and_partial_batch_failures_end_in_an_exact_copy
         row_failure_rate: 0.05,
     };
     let server = start_server(data.path(), faults).await;
-    let client = client(&server.endpoint());
+    let client = client(&server.url());
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &server.endpoint(), 2, 200);
+    let config = write_config(dir.path(), &server.url(), 2, 200);
     let load = write_load(&client, ROWS);
     let mut first = Replicator::spawn(&config, &[]);
     first
@@ -611,7 +582,7 @@ async fn injected_errors_latency_and_partial_batch_failures_end_in_an_exact_copy
 async fn wrong_credentials_fail_fast_naming_the_problem_and_write_nothing() {
     let data = tempfile::tempdir().unwrap();
     let server = start_server(data.path(), FaultConfig::default()).await;
-    let url = server.endpoint();
+    let url = server.url();
     let client = client(&url);
     fill_source(&client, 100).await;
     let dir = tempfile::tempdir().unwrap();

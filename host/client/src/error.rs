@@ -1,4 +1,4 @@
-use ots_protocol::error::{Retriability, retriability};
+use ots_protocol::error::{ErrorCode, Retriability};
 use ots_protocol::plainbuffer::PlainBufferError;
 
 /// Why a client call failed.
@@ -8,7 +8,7 @@ pub enum ClientError {
     #[error("{code} (HTTP {http_status}): {message}{}", request_id.as_deref().map(|r| format!(" [request {r}]")).unwrap_or_default())]
     Service {
         /// The `OTS*` error code.
-        code: String,
+        code: ErrorCode,
         /// The service's message.
         message: String,
         /// The `x-ots-requestid` of the answer, if any.
@@ -47,7 +47,7 @@ impl ClientError {
                 message,
                 http_status,
                 ..
-            } => retriability(code, message, *http_status),
+            } => code.retriability(message, *http_status),
             Self::Transport(_) => Retriability::IfIdempotent,
             Self::Decode { .. }
             | Self::PlainBuffer(_)
@@ -57,10 +57,15 @@ impl ClientError {
     }
 
     /// The service error code, if the service answered with one.
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<&ErrorCode> {
         match self {
             Self::Service { code, .. } => Some(code),
             _ => None,
         }
+    }
+
+    /// Whether the service answered with `code`.
+    pub fn is(&self, code: ErrorCode) -> bool {
+        self.code() == Some(&code)
     }
 }

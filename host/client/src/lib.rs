@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ots_protocol::auth::{self, Credentials};
+use ots_protocol::error::ErrorCode;
 use ots_protocol::pb::table::Error as PbError;
 use prost::Message;
 
@@ -185,13 +186,13 @@ impl Client {
         }
         match PbError::decode(bytes.as_slice()) {
             Ok(e) => Err(ClientError::Service {
-                code: e.code,
+                code: ErrorCode::parse(&e.code),
                 message: e.message.unwrap_or_default(),
                 request_id,
                 http_status: status,
             }),
             Err(_) => Err(ClientError::Service {
-                code: String::new(),
+                code: ErrorCode::Unknown(String::new()),
                 message: format!(
                     "HTTP {status} with a body that is not a Tablestore error ({} bytes)",
                     bytes.len()

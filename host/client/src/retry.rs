@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use ots_protocol::error::is_throttling;
-
 use crate::ClientError;
 
 /// Exponential backoff with jitter, like the SDKs' default policy: throttling errors start
@@ -46,7 +44,7 @@ impl RetryPolicy {
         if attempt >= self.max_retries {
             return None;
         }
-        let throttled = matches!(error, ClientError::Service { code, message, .. } if is_throttling(code, message));
+        let throttled = matches!(error, ClientError::Service { code, message, .. } if code.is_throttling(message));
         let base = if throttled {
             self.throttled_base
         } else {
@@ -66,7 +64,7 @@ mod tests {
 
     fn busy() -> ClientError {
         ClientError::Service {
-            code: "OTSServerBusy".into(),
+            code: ots_protocol::error::ErrorCode::ServerBusy,
             message: String::new(),
             request_id: None,
             http_status: 503,

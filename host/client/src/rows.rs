@@ -1,5 +1,6 @@
 //! Row APIs: single-row reads and writes, paged range reads, batch reads and batch writes.
 
+use ots_protocol::error::ErrorCode;
 use ots_protocol::model::{PrimaryKey, Row, RowChange, RowExistence};
 use ots_protocol::pb::table::*;
 use ots_protocol::plainbuffer;
@@ -356,11 +357,14 @@ fn row_error(error: Option<Error>) -> ClientError {
         code: String::new(),
         message: Some("row failed without an error".into()),
     });
-    let http_status = ots_protocol::error::ErrorCode::parse(&error.code)
-        .map(|c| c.http_status())
-        .unwrap_or(500);
+    let code = ErrorCode::parse(&error.code);
+    // A row result has no HTTP status of its own; an unknown code counts as "outcome unknown".
+    let http_status = match &code {
+        ErrorCode::Unknown(_) => 500,
+        known => known.http_status(),
+    };
     ClientError::Service {
-        code: error.code,
+        code,
         message: error.message.unwrap_or_default(),
         request_id: None,
         http_status,

@@ -1,20 +1,10 @@
 //! Tunnel Service calls: tunnel management, the client/channel protocol, and record reads
-//! decoded into row changes.
+//! decoded into [`TunnelRecord`]s.
 
-use ots_protocol::model::RowChange;
 use ots_protocol::pb::tunnel::*;
-use ots_protocol::plainbuffer::{self, RowChangeKind, SequenceInfo};
+use ots_protocol::record::TunnelRecord;
 
 use crate::{Client, ClientError};
-
-/// One record read from a channel.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TunnelRecord {
-    /// The row change, with the cell operations and timestamps of the source write.
-    pub change: RowChange,
-    /// Position in the partition's log (stream records only).
-    pub sequence_info: Option<SequenceInfo>,
-}
 
 /// A page of records from [`Client::read_records`].
 #[derive(Debug, Clone, PartialEq)]
@@ -32,34 +22,6 @@ impl RecordPage {
     pub fn is_finished(&self) -> bool {
         self.next_token == FINISH_TAG
     }
-}
-
-/// Decodes one tunnel record into a row change.
-pub fn decode_record(record: &Record) -> Result<TunnelRecord, ClientError> {
-    let kind = match ActionType::try_from(record.action_type) {
-        Ok(ActionType::PutRow) => RowChangeKind::Put,
-        Ok(ActionType::UpdateRow) => RowChangeKind::Update,
-        Ok(ActionType::DeleteRow) => RowChangeKind::Delete,
-        Err(_) => {
-            return Err(ClientError::InvalidResponse(format!(
-                "record with unknown action type {}",
-                record.action_type
-            )));
-        }
-    };
-    let mut rows = plainbuffer::decode(&record.record)?;
-    if rows.len() != 1 {
-        return Err(ClientError::InvalidResponse(format!(
-            "a record holds {} rows, expected 1",
-            rows.len()
-        )));
-    }
-    let row = rows.remove(0);
-    let sequence_info = row.sequence_info;
-    Ok(TunnelRecord {
-        change: row.into_row_change(kind)?,
-        sequence_info,
-    })
 }
 
 impl Client {
@@ -222,59 +184,10 @@ impl Client {
             records: response
                 .records
                 .iter()
-                .map(decode_record)
+                .map(TunnelRecord::decode)
                 .collect::<Result<_, _>>()?,
             next_token: response.next_token,
             may_more_record: response.may_more_record.unwrap_or(false),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ots_protocol::model::{
-        ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue,
-    };
-    use ots_protocol::plainbuffer::PlainRow;
-
-    #[test]
-    fn records_decode_into_row_changes_with_sequence_info() {
-        let change = RowChange::Update {
-            primary_key: PrimaryKey(vec![PrimaryKeyColumn {
-                name: "id".into(),
-                value: PrimaryKeyValue::String("k".into()),
-            }]),
-            updates: vec![ColumnUpdate {
-                name: "c".into(),
-                op: ColumnOp::DeleteOneVersion { timestamp: 9 },
-            }],
-        };
-        let seq = SequenceInfo {
-            epoch: 1,
-            timestamp: 2,
-            row_index: 3,
-        };
-        let mut row = PlainRow::from(&change);
-        row.sequence_info = Some(seq);
-        let record = Record {
-            action_type: ActionType::UpdateRow as i32,
-            record: plainbuffer::encode(&[row]),
-            origin_record: None,
-        };
-        let decoded = decode_record(&record).unwrap();
-        assert_eq!(decoded.change, change);
-        assert_eq!(decoded.sequence_info, Some(seq));
-
-        let bad = Record {
-            action_type: 99,
-            ..record
-        };
-        assert!(
-            decode_record(&bad)
-                .unwrap_err()
-                .to_string()
-                .contains("unknown action type 99")
-        );
     }
 }

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use ots_client::rows::ReadOptions;
 use ots_client::{Client, ClientConfig, ClientError, RetryPolicy};
 use ots_protocol::auth::{self, Credentials};
+use ots_protocol::error::ErrorCode;
 use ots_protocol::model::{Cell, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value};
 use ots_protocol::pb::table::*;
 use ots_protocol::plainbuffer;
@@ -175,7 +176,7 @@ async fn wrong_secret_is_rejected_with_the_service_error() {
     let mut config = client.config().clone();
     config.credentials.access_key_secret = "wrong".into();
     let err = Client::new(config).unwrap().list_table().await.unwrap_err();
-    assert_eq!(err.code(), Some("OTSAuthFailed"), "{err}");
+    assert_eq!(err.code(), Some(&ErrorCode::AuthFailed), "{err}");
 }
 
 #[tokio::test]
@@ -248,7 +249,7 @@ async fn retriable_errors_are_retried_and_others_are_not() {
         .write_row("t", &put(1), Default::default())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some("OTSInternalServerError"));
+    assert_eq!(err.code(), Some(&ErrorCode::InternalServerError));
     assert_eq!(state.lock().unwrap().requests.len(), 4);
 
     state.lock().unwrap().answers = vec![(400, error_body("OTSParameterInvalid"))];
@@ -256,7 +257,7 @@ async fn retriable_errors_are_retried_and_others_are_not() {
         .get_row("t", &key(1), &ReadOptions::default())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some("OTSParameterInvalid"));
+    assert_eq!(err.code(), Some(&ErrorCode::ParameterInvalid));
     assert_eq!(state.lock().unwrap().requests.len(), 5);
 }
 
@@ -348,7 +349,7 @@ async fn a_failed_resend_is_reported_on_the_resent_rows_only() {
     assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
     assert_eq!(
         outcomes[1].as_ref().unwrap_err().code(),
-        Some("OTSParameterInvalid")
+        Some(&ErrorCode::ParameterInvalid)
     );
     assert_eq!(state.lock().unwrap().requests.len(), 2);
 }
@@ -377,6 +378,6 @@ async fn a_first_request_with_an_unknown_outcome_is_resent_only_when_idempotent(
         .write_rows_with_retry("t", &changes, false)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some("OTSInternalServerError"));
+    assert_eq!(err.code(), Some(&ErrorCode::InternalServerError));
     assert_eq!(state.lock().unwrap().requests.len(), 1);
 }

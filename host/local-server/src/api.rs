@@ -6,8 +6,10 @@ use ots_protocol::pb::table::*;
 use ots_protocol::plainbuffer::{self, RowChangeKind};
 use prost::Message;
 
-use crate::http::ServerState;
-use crate::store::{ApiError, KeyRange, ReadSpec, WriteOp};
+use crate::error::ApiError;
+use crate::rules::ReadSpec;
+use crate::state::ServerState;
+use crate::store::{KeyRange, WriteOp};
 
 /// Most rows a BatchWriteRow may carry.
 pub const MAX_BATCH_WRITE_ROWS: usize = 200;

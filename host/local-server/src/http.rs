@@ -1,9 +1,7 @@
 //! The HTTP face of the server: `POST /<Api>` with protobuf bodies, request authentication,
 //! signed responses, error bodies with the service's codes and statuses, and fault injection.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,32 +13,8 @@ use ots_protocol::pb::table::Error as PbError;
 use prost::Message;
 
 use crate::api;
-use crate::store::{ApiError, Store};
-
-/// Injected failures for reliability tests. Rates are probabilities in `[0, 1]`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FaultConfig {
-    /// Probability that a request fails whole with `OTSServerBusy` before it is applied.
-    pub error_rate: f64,
-    /// Extra latency added to every request.
-    pub latency: Duration,
-    /// Probability that a row of a BatchWriteRow fails with `OTSServerBusy` (not applied).
-    pub row_failure_rate: f64,
-}
-
-/// Shared state of the request handlers.
-pub struct ServerState {
-    /// The storage.
-    pub store: Store,
-    /// Instance name clients must address.
-    pub instance_name: String,
-    /// Access key secrets by access key id.
-    pub access_keys: HashMap<String, String>,
-    /// Injected failures.
-    pub faults: FaultConfig,
-    /// The tunnel service.
-    pub tunnels: crate::tunnel::TunnelService,
-}
+use crate::error::ApiError;
+use crate::state::ServerState;
 
 /// Builds the router serving every API.
 pub fn router(state: Arc<ServerState>) -> axum::Router {

@@ -1,22 +1,31 @@
 //! A local Tablestore-compatible server: the table and row APIs over the real wire protocol
 //! (protobuf over HTTP, PlainBuffer rows, signed requests) on durable redb storage.
 //!
-//! [`start`] runs it inside the caller's tokio runtime (tests, the demo, `otsrep serve`); the
-//! `ots-local-server` binary runs it as its own process.
+//! [`start`] runs it inside the caller's tokio runtime (tests, the demo); [`serve`] is the
+//! command line of both the `ots-local-server` binary and `otsrep serve`.
+//!
+//! Layers, outside in: [`http`] (authentication, signed answers, fault injection), [`api`]
+//! and [`tunnel`] (decode a call, run it, encode the answer), [`store`] and [`stream`] (redb
+//! I/O) around [`rules`] (the data model as pure functions) and [`tunnel::state`] (the tunnel
+//! state machine); [`error`] is the wire error they all answer with.
 
 pub mod api;
+pub mod error;
 pub mod http;
 pub mod keys;
+pub mod rules;
+pub mod serve;
+pub mod state;
 pub mod store;
 pub mod stream;
 pub mod tunnel;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use http::FaultConfig;
+pub use error::ApiError;
+pub use state::{FaultConfig, ServerState};
 
 /// How to run the server.
 #[derive(Debug, Clone)]
@@ -42,7 +51,7 @@ pub enum StartError {
         /// The data directory.
         dir: PathBuf,
         /// What went wrong.
-        source: store::ApiError,
+        source: ApiError,
     },
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
@@ -93,17 +102,12 @@ impl Drop for RunningServer {
 
 /// Opens the store and starts serving on `config.listen`.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
-    let store = store::Store::open(&config.data_dir).map_err(|source| StartError::Storage {
-        dir: config.data_dir.clone(),
-        source,
-    })?;
-    let state = Arc::new(http::ServerState {
-        store,
-        instance_name: config.instance_name,
-        access_keys: config.access_keys.into_iter().collect::<HashMap<_, _>>(),
-        faults: config.faults,
-        tunnels: tunnel::TunnelService::default(),
-    });
+    let state = Arc::new(
+        ServerState::open(&config).map_err(|source| StartError::Storage {
+            dir: config.data_dir.clone(),
+            source,
+        })?,
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {

@@ -1,10 +1,9 @@
 //! Tablestore's data model over HTTP: versions, max versions, TTL, max time deviation,
 //! conditional writes, auto-increment keys, split points and service limits.
 
-mod common;
-
 use ots_client::Client;
 use ots_client::rows::{RangeQuery, ReadOptions};
+use ots_protocol::error::ErrorCode;
 use ots_protocol::model::{
     ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, RowExistence,
     Value,
@@ -13,6 +12,7 @@ use ots_protocol::pb::table::{
     CapacityUnit, CreateTableRequest, PrimaryKeyOption, PrimaryKeySchema, PrimaryKeyType,
     ReservedThroughput, TableMeta, TableOptions,
 };
+use ots_testkit::LocalServer;
 
 fn key(name: &str, value: PrimaryKeyValue) -> PrimaryKey {
     PrimaryKey(vec![PrimaryKeyColumn {
@@ -75,9 +75,8 @@ fn now() -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn versions_are_trimmed_to_max_versions_newest_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(dir.path()).await;
-    let client = common::client(server.endpoint());
+    let server = LocalServer::start().await;
+    let client = server.client();
     let options = TableOptions {
         max_versions: Some(2),
         ..Default::default()
@@ -117,9 +116,8 @@ async fn versions_are_trimmed_to_max_versions_newest_first() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ttl_hides_expired_cells_and_deviation_rejects_old_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(dir.path()).await;
-    let client = common::client(server.endpoint());
+    let server = LocalServer::start().await;
+    let client = server.client();
     let options = TableOptions {
         time_to_live: Some(60),
         deviation_cell_version_in_sec: Some(3600),
@@ -157,16 +155,15 @@ async fn ttl_hides_expired_cells_and_deviation_rejects_old_writes() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some("OTSParameterInvalid"));
+    assert_eq!(err.code(), Some(&ErrorCode::ParameterInvalid));
     assert!(err.to_string().contains("max time deviation"), "{err}");
     server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn conditions_and_auto_increment() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(dir.path()).await;
-    let client = common::client(server.endpoint());
+    let server = LocalServer::start().await;
+    let client = server.client();
     create(&client, "auto", TableOptions::default(), true).await;
     let auto_key = PrimaryKey(vec![
         PrimaryKeyColumn {
@@ -245,7 +242,7 @@ async fn conditions_and_auto_increment() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some("OTSConditionCheckFail"));
+    assert_eq!(err.code(), Some(&ErrorCode::ConditionCheckFail));
     client
         .write_row(
             "auto",
@@ -259,9 +256,8 @@ async fn conditions_and_auto_increment() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn batch_write_reports_rows_and_split_points_cover_the_table() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(dir.path()).await;
-    let client = common::client(server.endpoint());
+    let server = LocalServer::start().await;
+    let client = server.client();
     create(&client, "big", TableOptions::default(), false).await;
     let t = now();
     for batch in 0..10 {
@@ -281,13 +277,13 @@ async fn batch_write_reports_rows_and_split_points_cover_the_table() {
     assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
     assert_eq!(
         outcomes[1].as_ref().unwrap_err().code(),
-        Some("OTSParameterInvalid")
+        Some(&ErrorCode::ParameterInvalid)
     );
 
     // Duplicate keys in one request are refused whole, as the service does.
     let dup = vec![put_version(id(1), t, 1), put_version(id(1), t, 2)];
     let err = client.batch_write_row("big", &dup).await.unwrap_err();
-    assert_eq!(err.code(), Some("OTSParameterInvalid"));
+    assert_eq!(err.code(), Some(&ErrorCode::ParameterInvalid));
 
     let split = client
         .compute_split_points_by_size("big", 8 * 1024)

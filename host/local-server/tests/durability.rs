@@ -1,44 +1,28 @@
 //! Acknowledged writes survive `kill -9` of the server process, and requests that are not
 //! properly signed are refused.
 
-mod common;
-
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
 
 use ots_client::rows::{RangeQuery, ReadOptions};
+use ots_protocol::error::ErrorCode;
 use ots_protocol::model::{Cell, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value};
 use ots_protocol::pb::table::*;
+use ots_testkit::{LocalServer, ServerProcess};
 
-fn spawn_server(dir: &std::path::Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ots-local-server"))
-        .args(["--data-dir", dir.to_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--instance", common::INSTANCE])
-        .args(["--access-key-id", common::ACCESS_ID])
-        .args(["--access-key-secret", common::ACCESS_SECRET])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_ready(client: &ots_client::Client) {
-    for _ in 0..100 {
-        if client.list_table().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server did not come up");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The `ots-local-server` binary over `dir` on `listen`.
+async fn spawn_server(dir: &Path, listen: SocketAddr) -> ServerProcess {
+    ServerProcess::spawn(
+        env!("CARGO_BIN_EXE_ots-local-server"),
+        &[],
+        dir,
+        listen,
+        &[],
+        Stdio::null(),
+    )
+    .await
+    .unwrap()
 }
 
 fn key(i: i64) -> PrimaryKey {
@@ -51,10 +35,9 @@ fn key(i: i64) -> PrimaryKey {
 #[tokio::test(flavor = "multi_thread")]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = spawn_server(dir.path(), port);
-    let client = common::client(format!("http://127.0.0.1:{port}"));
-    wait_ready(&client).await;
+    let listen = SocketAddr::from(([127, 0, 0, 1], ots_testkit::free_port()));
+    let server = spawn_server(dir.path(), listen).await;
+    let client = server.client();
     client
         .create_table(&CreateTableRequest {
             table_meta: TableMeta {
@@ -92,11 +75,9 @@ async fn acknowledged_writes_survive_kill_9() {
         acknowledged += outcomes.iter().filter(|o| o.is_ok()).count();
     }
     assert_eq!(acknowledged, 1000);
-    server.kill().unwrap(); // SIGKILL: no shutdown path runs.
-    server.wait().unwrap();
+    server.kill9().await; // No shutdown path runs.
 
-    let mut server = spawn_server(dir.path(), port);
-    wait_ready(&client).await;
+    let server = spawn_server(dir.path(), listen).await;
     let rows = client
         .get_range(RangeQuery {
             table: "durable".into(),
@@ -122,16 +103,14 @@ async fn acknowledged_writes_survive_kill_9() {
             .enumerate()
             .all(|(i, r)| r.primary_key == key(i as i64))
     );
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill9().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unsigned_and_misaddressed_requests_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(dir.path()).await;
+    let server = LocalServer::start().await;
     let response = reqwest::Client::new()
-        .post(format!("{}/ListTable", server.endpoint()))
+        .post(format!("{}/ListTable", server.url()))
         .body(Vec::new())
         .send()
         .await
@@ -142,13 +121,13 @@ async fn unsigned_and_misaddressed_requests_are_refused() {
     assert_eq!(error.code, "OTSAuthFailed");
     assert!(error.message.unwrap().contains("missing header"));
 
-    let mut config = common::client(server.endpoint()).config().clone();
+    let mut config = server.client().config().clone();
     config.instance_name = "other".into();
     let err = ots_client::Client::new(config)
         .unwrap()
         .list_table()
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some("OTSAuthFailed"));
+    assert_eq!(err.code(), Some(&ErrorCode::AuthFailed));
     server.shutdown().await;
 }

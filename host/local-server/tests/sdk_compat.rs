@@ -1,20 +1,19 @@
 //! The official Python SDK, unmodified, against the server over HTTP
 //! (`tests/python/sdk_compat.py`; `scripts/setup.sh` installs the SDK).
 
-mod common;
+use ots_testkit::LocalServer;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn official_python_sdk_works_against_the_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(dir.path()).await;
+    let server = LocalServer::start().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/sdk_compat.py");
     let output = tokio::process::Command::new("python3")
         .arg(script)
         .args([
-            &server.endpoint(),
-            common::ACCESS_ID,
-            common::ACCESS_SECRET,
-            common::INSTANCE,
+            &server.url(),
+            ots_testkit::ACCESS_KEY_ID,
+            ots_testkit::ACCESS_KEY_SECRET,
+            ots_testkit::INSTANCE,
         ])
         .output()
         .await

@@ -2,11 +2,9 @@
 //! parent-before-child order across a partition split, checkpoints that survive a restart,
 //! consume points, and rejected foreign checkpoints.
 
-mod common;
-
 use ots_client::Client;
-use ots_client::tunnel::TunnelRecord;
 use ots_local_server::api::{SplitPartitionRequest, SplitPartitionResponse};
+use ots_protocol::error::ErrorCode;
 use ots_protocol::model::{Cell, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value};
 use ots_protocol::pb::table::{
     CapacityUnit, CreateTableRequest, PrimaryKeySchema, PrimaryKeyType, ReservedThroughput,
@@ -14,6 +12,8 @@ use ots_protocol::pb::table::{
 };
 use ots_protocol::pb::tunnel::{Channel, ChannelStatus, FINISH_TAG, TunnelType};
 use ots_protocol::plainbuffer;
+use ots_protocol::record::TunnelRecord;
+use ots_testkit::LocalServer;
 
 fn id(i: i64) -> PrimaryKey {
     PrimaryKey(vec![PrimaryKeyColumn {
@@ -142,8 +142,10 @@ fn keys(records: &[TunnelRecord]) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn base_then_stream_in_order_across_splits_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = common::start(dir.path()).await;
-    let client = common::client(server.endpoint());
+    let mut server = LocalServer::start_in(dir.path(), Default::default())
+        .await
+        .unwrap();
+    let client = server.client();
     create_table(&client).await;
     write(&client, (0..300).map(|i| put(i, 0)).collect()).await;
 
@@ -155,7 +157,7 @@ async fn base_then_stream_in_order_across_splits_and_restarts() {
         .create_tunnel("src", "t1", TunnelType::BaseAndStream)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some("OTSTunnelExist"));
+    assert_eq!(err.code(), Some(&ErrorCode::TunnelExist));
     // Changes after creation: they must come through the stream, in commit order.
     write(
         &client,
@@ -220,10 +222,10 @@ async fn base_then_stream_in_order_across_splits_and_restarts() {
 
     // Restart the server mid-consumption: checkpoints and ownership are durable.
     server.shutdown().await;
-    server = ots_local_server::start(common::config(dir.path(), Default::default()))
+    server = LocalServer::start_in(dir.path(), Default::default())
         .await
         .unwrap();
-    let client = common::client(server.endpoint());
+    let client = server.client();
     let (rest, finished) = drain(&client, &tunnel, &worker, "stream-0").await;
     assert!(finished);
     assert_eq!(
@@ -258,7 +260,7 @@ async fn base_then_stream_in_order_across_splits_and_restarts() {
         .checkpoint(&tunnel, &other, &children[0], "1", 99)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some("OTSResourceGone"));
+    assert_eq!(err.code(), Some(&ErrorCode::ResourceGone));
     client
         .shutdown_tunnel_client(&tunnel, &worker)
         .await

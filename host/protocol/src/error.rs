@@ -24,7 +24,10 @@ impl Retriability {
 }
 
 /// A Tablestore error code as carried in the protobuf `Error` body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Codes this crate does not know arrive as [`ErrorCode::Unknown`] with the service's spelling,
+/// so a newer service never makes an answer unreadable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// Signature, access key or date check failed.
     AuthFailed,
@@ -80,6 +83,8 @@ pub enum ErrorCode {
     PermissionDenied,
     /// A tunnel with this name already exists.
     TunnelExist,
+    /// A code not in this list, as the service spelled it (empty when the answer carried none).
+    Unknown(String),
 }
 
 const TABLE: &[(ErrorCode, &str, u16, Retriability)] = {
@@ -142,28 +147,61 @@ const TABLE: &[(ErrorCode, &str, u16, Retriability)] = {
 };
 
 impl ErrorCode {
-    fn entry(self) -> &'static (ErrorCode, &'static str, u16, Retriability) {
-        TABLE
-            .iter()
-            .find(|e| e.0 == self)
-            .expect("every error code has a table entry")
+    fn entry(&self) -> Option<&'static (ErrorCode, &'static str, u16, Retriability)> {
+        TABLE.iter().find(|e| e.0 == *self)
     }
 
     /// The code as the service spells it, e.g. `"OTSServerBusy"`.
-    pub fn as_str(self) -> &'static str {
-        self.entry().1
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Unknown(code) => code,
+            known => known.entry().map_or("", |e| e.1),
+        }
     }
 
-    /// The HTTP status the service answers with for this code.
-    pub fn http_status(self) -> u16 {
-        self.entry().2
+    /// The HTTP status the service answers with for this code (400 for unknown codes).
+    pub fn http_status(&self) -> u16 {
+        self.entry().map_or(400, |e| e.2)
     }
 
-    /// Parses a code as the service spells it.
-    pub fn parse(code: &str) -> Option<Self> {
-        TABLE.iter().find(|e| e.1 == code).map(|e| e.0)
+    /// Parses a code as the service spells it; unknown spellings become [`ErrorCode::Unknown`].
+    pub fn parse(code: &str) -> Self {
+        TABLE
+            .iter()
+            .find(|e| e.1 == code)
+            .map_or_else(|| Self::Unknown(code.to_owned()), |e| e.0.clone())
+    }
+
+    /// Classifies an error answer (this code, its message and HTTP status) the way the official
+    /// SDKs' default retry policy does. Like the SDKs, any answer with status 500, 502 or 503
+    /// counts as "outcome unknown" at least, whatever its code.
+    pub fn retriability(&self, message: &str, http_status: u16) -> Retriability {
+        let by_code = match self {
+            Self::QuotaExhausted if message == TOO_FREQUENT_TABLE_OPERATIONS => {
+                Retriability::Always
+            }
+            code => code.entry().map_or(Retriability::Never, |e| e.3),
+        };
+        match by_code {
+            Retriability::Never if matches!(http_status, 500 | 502 | 503) => {
+                Retriability::IfIdempotent
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the error means the server is shedding load (the SDKs back off longer for these).
+    pub fn is_throttling(&self, message: &str) -> bool {
+        match self {
+            Self::ServerBusy | Self::NotEnoughCapacityUnit | Self::OperationThrottled => true,
+            Self::QuotaExhausted => message == TOO_FREQUENT_TABLE_OPERATIONS,
+            _ => false,
+        }
     }
 }
+
+/// The message with which `OTSQuotaExhausted` means throttling rather than a hard quota.
+const TOO_FREQUENT_TABLE_OPERATIONS: &str = "Too frequent table operations.";
 
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -171,46 +209,32 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// Classifies an error answer (code, message, HTTP status) the way the official SDKs' default
-/// retry policy does. Like the SDKs, any answer with status 500, 502 or 503 counts as "outcome
-/// unknown" at least, whatever its code.
-pub fn retriability(code: &str, message: &str, http_status: u16) -> Retriability {
-    let by_code = match ErrorCode::parse(code) {
-        Some(ErrorCode::QuotaExhausted) if message == "Too frequent table operations." => {
-            Retriability::Always
-        }
-        Some(known) => known.entry().3,
-        None => Retriability::Never,
-    };
-    match by_code {
-        Retriability::Never if matches!(http_status, 500 | 502 | 503) => Retriability::IfIdempotent,
-        other => other,
-    }
-}
-
-/// Whether the error means the server is shedding load (the SDKs back off longer for these).
-pub fn is_throttling(code: &str, message: &str) -> bool {
-    matches!(
-        ErrorCode::parse(code),
-        Some(
-            ErrorCode::ServerBusy
-                | ErrorCode::NotEnoughCapacityUnit
-                | ErrorCode::OperationThrottled
-        )
-    ) || (code == "OTSQuotaExhausted" && message == "Too frequent table operations.")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn retriability(code: &str, message: &str, http_status: u16) -> Retriability {
+        ErrorCode::parse(code).retriability(message, http_status)
+    }
+
+    fn is_throttling(code: &str, message: &str) -> bool {
+        ErrorCode::parse(code).is_throttling(message)
+    }
+
     #[test]
     fn codes_roundtrip_through_their_spelling() {
         for (code, name, _, _) in TABLE {
-            assert_eq!(ErrorCode::parse(name), Some(*code));
+            assert_eq!(ErrorCode::parse(name), *code);
             assert_eq!(code.as_str(), *name);
         }
-        assert_eq!(ErrorCode::parse("OTSNoSuchThing"), None);
+        assert_eq!(
+            ErrorCode::parse("OTSNoSuchThing"),
+            ErrorCode::Unknown("OTSNoSuchThing".into())
+        );
+        assert_eq!(
+            ErrorCode::parse("OTSNoSuchThing").as_str(),
+            "OTSNoSuchThing"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - [`model`]: rows, primary keys, cell values and column operations as plain Rust values.
 //! - [`plainbuffer`]: the PlainBuffer row encoding with its [`crc8`] checksums.
 //! - [`pb`]: the protobuf messages of the table, row and tunnel APIs.
+//! - [`record`]: tunnel records, the one type both the server and the client encode and decode.
 //! - [`auth`]: request signing and the `x-ots-*` headers.
 //! - [`error`]: the service's error codes and which of them are retriable.
 
@@ -12,3 +13,4 @@ pub mod error;
 pub mod model;
 pub mod pb;
 pub mod plainbuffer;
+pub mod record;

@@ -295,48 +295,11 @@ pub fn decode_rows(buf: &[u8]) -> Result<Vec<Row>, PlainBufferError> {
     decode(buf)?.into_iter().map(PlainRow::into_row).collect()
 }
 
-/// The row of one stream (tunnel) record: the change it describes and where it sits in its
-/// partition's log.
-///
-/// The record type (PUT/UPDATE/DELETE) travels beside the row in the protobuf `Record`, so the
-/// caller passes it in as a [`RowChangeKind`]; an UPDATE record's cells carry their operations
-/// (put, delete one version, delete all versions) and the timestamps of the source write.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamRecordRow {
-    /// The change, with the cell operations and timestamps of the source write.
-    pub change: RowChange,
-    /// The row extension of stream records; absent in rows from other sources.
-    pub sequence_info: Option<SequenceInfo>,
-}
-
-/// Encodes a stream record's row (server side of `ReadRecords`).
-pub fn encode_stream_record_row(record: &StreamRecordRow) -> Vec<u8> {
-    let mut row = PlainRow::from(&record.change);
-    row.sequence_info = record.sequence_info;
-    encode(&[row])
-}
-
-/// Decodes a stream record's row, given the record type the protobuf `Record` carries.
-pub fn decode_stream_record_row(
+/// Decodes a buffer that must hold exactly one row; `expected` names it in errors.
+pub(crate) fn decode_single(
     buf: &[u8],
-    kind: RowChangeKind,
-) -> Result<StreamRecordRow, PlainBufferError> {
-    let row = decode_single(buf, "stream record row")?;
-    let sequence_info = row.sequence_info;
-    Ok(StreamRecordRow {
-        change: row.into_row_change(kind)?,
-        sequence_info,
-    })
-}
-
-/// Decodes a record's `origin_record`: one row whose cells hold the column values as they were
-/// before the change (streams that keep origin columns). Cells come back as on the wire, with
-/// their operations and timestamps.
-pub fn decode_stream_origin_cells(buf: &[u8]) -> Result<Vec<PlainCell>, PlainBufferError> {
-    Ok(decode_single(buf, "stream origin row")?.cells)
-}
-
-fn decode_single(buf: &[u8], expected: &'static str) -> Result<PlainRow, PlainBufferError> {
+    expected: &'static str,
+) -> Result<PlainRow, PlainBufferError> {
     let mut rows = decode(buf)?;
     if rows.len() != 1 {
         return Err(shape(
@@ -943,6 +906,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::TunnelRecord;
 
     fn key(id: i64, name: &str) -> PrimaryKey {
         PrimaryKey(vec![
@@ -1165,8 +1129,8 @@ mod tests {
 
     #[test]
     fn stream_record_rows_roundtrip_for_every_record_type() {
-        for (i, (change, kind)) in every_change().into_iter().enumerate() {
-            let record = StreamRecordRow {
+        for (i, (change, _)) in every_change().into_iter().enumerate() {
+            let record = TunnelRecord {
                 change,
                 sequence_info: (i % 2 == 0).then_some(SequenceInfo {
                     epoch: 1,
@@ -1174,8 +1138,7 @@ mod tests {
                     row_index: i as i32,
                 }),
             };
-            let bytes = encode_stream_record_row(&record);
-            assert_eq!(decode_stream_record_row(&bytes, kind).unwrap(), record);
+            assert_eq!(TunnelRecord::decode(&record.encode()).unwrap(), record);
         }
         let origin = PlainRow {
             primary_key: key(1, "a"),
@@ -1196,12 +1159,18 @@ mod tests {
             ..PlainRow::default()
         };
         assert_eq!(
-            decode_stream_origin_cells(&encode(std::slice::from_ref(&origin))).unwrap(),
+            decode_single(&encode(std::slice::from_ref(&origin)), "origin row")
+                .unwrap()
+                .cells,
             origin.cells
         );
         let two_rows = encode(&[PlainRow::default(), PlainRow::default()]);
         assert!(matches!(
-            decode_stream_record_row(&two_rows, RowChangeKind::Put),
+            TunnelRecord::decode(&crate::pb::tunnel::Record {
+                action_type: crate::pb::tunnel::ActionType::PutRow as i32,
+                record: two_rows,
+                origin_record: None,
+            }),
             Err(PlainBufferError::InvalidShape { .. })
         ));
     }
@@ -1333,7 +1302,7 @@ mod tests {
                 "encoding is deterministic"
             );
 
-            let record = StreamRecordRow {
+            let record = TunnelRecord {
                 change,
                 sequence_info: (rng.below(2) == 0).then(|| SequenceInfo {
                     epoch: rng.next() as i32,
@@ -1341,8 +1310,7 @@ mod tests {
                     row_index: rng.next() as i32,
                 }),
             };
-            let bytes = encode_stream_record_row(&record);
-            assert_eq!(decode_stream_record_row(&bytes, kind).unwrap(), record);
+            assert_eq!(TunnelRecord::decode(&record.encode()).unwrap(), record);
 
             let rows: Vec<Row> = (0..rng.below(4))
                 .map(|_| Row {

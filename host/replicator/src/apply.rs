@@ -1,46 +1,48 @@
-//! What happens to one batch of a channel's records: cut at the end time, transform through
-//! the processor, write durably. The tunnel worker checkpoints only after this returns `Ok`.
+//! What happens to one batch of a channel's records: cut at the end time, run through the
+//! processor, write durably. The tunnel worker checkpoints only after this returns `Ok`.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use ots_client::tunnel::TunnelRecord;
-use ots_protocol::model::RowChange;
-
 use ots_protocol::error::Retriability;
-use ots_tunnel::{ChannelProcessor, Flow, ProcessError, RecordBatch};
+use ots_protocol::record::TunnelRecord;
+use ots_tunnel::{Flow, RecordBatch, RecordSink, SinkError};
 
+use crate::end_time::{EndTracker, records_before};
 use crate::metrics::Metrics;
+use crate::processor::{Processor, ProcessorError};
 use crate::writer::{RowWriter, WriteError};
-
-/// Turns a batch of records into the row changes to write (the sandboxed guest in production).
-pub trait RecordTransform: Send + Sync {
-    /// The row changes for `records`, in the records' order.
-    fn transform(&self, records: &[TunnelRecord]) -> Result<Vec<RowChange>, TransformError>;
-}
-
-/// The processor failed on a batch.
-#[derive(Debug, thiserror::Error)]
-#[error("processor {processor} failed: {reason}")]
-pub struct TransformError {
-    /// Which processor.
-    pub processor: String,
-    /// What went wrong.
-    pub reason: String,
-    /// Whether processing the batch again later may succeed.
-    pub retriable: bool,
-}
 
 /// Why a batch was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// The processor failed.
-    #[error(transparent)]
-    Transform(#[from] TransformError),
+    #[error("processor {processor}")]
+    Processor {
+        /// Which processor.
+        processor: String,
+        /// What went wrong.
+        #[source]
+        source: ProcessorError,
+    },
     /// The destination write failed.
     #[error(transparent)]
     Write(#[from] WriteError),
+}
+
+impl ApplyError {
+    /// Whether applying the same batch again may succeed: a destination that is busy or
+    /// unreachable, or a processor that asks for a retry; not a processor failure or a row the
+    /// destination rejects.
+    pub fn is_retriable(&self) -> bool {
+        let client_error = match self {
+            Self::Processor { source, .. } => return source.is_retriable(),
+            Self::Write(WriteError::Request { error, .. }) => error,
+            Self::Write(WriteError::Rows { first, .. }) => first,
+        };
+        // Every write carries the source's timestamps, so resending is always safe.
+        client_error.retriability() != Retriability::Never
+    }
 }
 
 /// What became of a batch.
@@ -53,46 +55,9 @@ pub enum BatchOutcome {
     ReachedEnd,
 }
 
-/// How many leading records of `records` were committed at or before `end_time`. Records
-/// without a commit time (the base data) always count.
-pub fn records_before(records: &[TunnelRecord], end_time: Option<DateTime<Utc>>) -> usize {
-    let Some(end) = end_time else {
-        return records.len();
-    };
-    let end_micros = end.timestamp_micros();
-    records
-        .iter()
-        .position(|r| r.sequence_info.is_some_and(|s| s.timestamp > end_micros))
-        .unwrap_or(records.len())
-}
-
-/// The channels that met a record committed after the end time, shared by the processors and
-/// the monitor of one process.
-#[derive(Debug, Default)]
-pub struct EndTracker {
-    reached: Mutex<BTreeSet<String>>,
-}
-
-impl EndTracker {
-    /// Notes that `channel` reached the end time.
-    pub fn mark(&self, channel: &str) {
-        if let Ok(mut reached) = self.reached.lock() {
-            reached.insert(channel.to_owned());
-        }
-    }
-
-    /// Whether `channel` reached the end time in this process.
-    pub fn has_reached(&self, channel: &str) -> bool {
-        self.reached
-            .lock()
-            .map(|r| r.contains(channel))
-            .unwrap_or(false)
-    }
-}
-
 /// Applies batches of records to the destination.
 pub struct BatchApplier {
-    transform: Arc<dyn RecordTransform>,
+    processor: Arc<dyn Processor>,
     writer: RowWriter,
     end_time: Option<DateTime<Utc>>,
     metrics: Arc<Metrics>,
@@ -102,14 +67,14 @@ pub struct BatchApplier {
 impl BatchApplier {
     /// An applier writing through `writer`.
     pub fn new(
-        transform: Arc<dyn RecordTransform>,
+        processor: Arc<dyn Processor>,
         writer: RowWriter,
         end_time: Option<DateTime<Utc>>,
         metrics: Arc<Metrics>,
         ends: Arc<EndTracker>,
     ) -> Self {
         Self {
-            transform,
+            processor,
             writer,
             end_time,
             metrics,
@@ -128,7 +93,20 @@ impl BatchApplier {
         let records = &records[..keep];
         self.metrics.records_read(records.len());
         if !records.is_empty() {
-            let changes = self.transform.transform(records)?;
+            let changes = self.processor.process(records).map_err(|source| {
+                self.metrics.processor_failed(source.kind());
+                tracing::warn!(
+                    channel,
+                    processor = self.processor.name(),
+                    kind = source.kind(),
+                    error = %source,
+                    "the processor failed on a batch"
+                );
+                ApplyError::Processor {
+                    processor: self.processor.name().to_owned(),
+                    source,
+                }
+            })?;
             self.metrics
                 .records_dropped(records.len().saturating_sub(changes.len()));
             self.writer.write(&changes).await?;
@@ -150,87 +128,14 @@ impl BatchApplier {
     }
 }
 
-impl ApplyError {
-    /// Whether applying the same batch again may succeed: a destination that is busy or
-    /// unreachable, or a processor that asks for a retry; not a processor failure or a row the
-    /// destination rejects.
-    pub fn is_retriable(&self) -> bool {
-        let client_error = match self {
-            Self::Transform(error) => return error.retriable,
-            Self::Write(WriteError::Request { error, .. }) => error,
-            Self::Write(WriteError::Rows { first, .. }) => first,
-        };
-        // Every write carries the source's timestamps, so resending is always safe.
-        client_error.retriability() != Retriability::Never
-    }
-}
-
-/// The tunnel worker hands each channel's batches here; the worker checkpoints only after
+/// The tunnel worker hands each channel's batches here; it checkpoints only after
 /// `Flow::Continue`, which is returned once the rows are durable.
-impl ChannelProcessor for BatchApplier {
-    async fn process(&self, batch: &RecordBatch) -> Result<Flow, ProcessError> {
+impl RecordSink for BatchApplier {
+    async fn take(&self, batch: &RecordBatch) -> Result<Flow, SinkError> {
         match self.apply(&batch.channel_id, &batch.records).await {
             Ok(BatchOutcome::Applied) => Ok(Flow::Continue),
             Ok(BatchOutcome::ReachedEnd) => Ok(Flow::Hold),
-            Err(error) => Err(ProcessError {
-                retriable: error.is_retriable(),
-                message: error.to_string(),
-            }),
+            Err(error) => Err(SinkError::new(error.is_retriable(), error)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ots_protocol::model::{PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue};
-    use ots_protocol::plainbuffer::SequenceInfo;
-
-    fn record(commit_micros: Option<i64>) -> TunnelRecord {
-        TunnelRecord {
-            change: RowChange::Delete {
-                primary_key: PrimaryKey(vec![PrimaryKeyColumn {
-                    name: "id".into(),
-                    value: PrimaryKeyValue::Integer(1),
-                }]),
-            },
-            sequence_info: commit_micros.map(|timestamp| SequenceInfo {
-                epoch: 0,
-                timestamp,
-                row_index: 0,
-            }),
-        }
-    }
-
-    #[test]
-    fn records_after_the_end_time_are_cut_off() {
-        let end = DateTime::<Utc>::from_timestamp_micros(2_000_000).unwrap();
-        let records = vec![
-            record(None),
-            record(Some(1_000_000)),
-            record(Some(2_000_000)),
-            record(Some(2_000_001)),
-            record(Some(1_500_000)),
-        ];
-        assert_eq!(
-            records_before(&records, Some(end)),
-            3,
-            "the record at the end time is kept"
-        );
-        assert_eq!(records_before(&records, None), 5);
-        assert_eq!(records_before(&records[3..], Some(end)), 0);
-        assert_eq!(
-            records_before(&[record(None)], Some(end)),
-            1,
-            "base data has no commit time"
-        );
-    }
-
-    #[test]
-    fn the_tracker_remembers_channels() {
-        let tracker = EndTracker::default();
-        tracker.mark("a");
-        assert!(tracker.has_reached("a"));
-        assert!(!tracker.has_reached("b"));
     }
 }

@@ -118,6 +118,26 @@ const ENDPOINT_KEYS: &[&str] = &[
     "securityToken",
 ];
 
+/// Keys of the `processor` section. The config's own sections spell keys in camelCase, like
+/// the guide's `ots-reader` and `ots-writer`.
+const PROCESSOR_KEYS: &[&str] = &[
+    "name",
+    "file",
+    "options",
+    "guestDir",
+    "callTimeoutMs",
+    "memoryLimitMb",
+    "deadLetter",
+];
+
+/// Earlier spellings of `processor` keys, still accepted: (old, current).
+const LEGACY_PROCESSOR_KEYS: &[(&str, &str)] = &[
+    ("guest_dir", "guestDir"),
+    ("call_timeout_ms", "callTimeoutMs"),
+    ("memory_limit_mb", "memoryLimitMb"),
+    ("dead_letter", "deadLetter"),
+];
+
 /// The names of the guests shipped with the tool.
 pub const BUILTIN_PROCESSORS: [&str; 3] = ["replicate", "filter", "rename"];
 
@@ -128,7 +148,8 @@ pub struct ProcessorConfig {
     pub source: ProcessorSource,
     /// Options handed to the guest's init as a JSON object.
     pub options: Value,
-    /// Directory guest files are loaded from (overrides the built-in components).
+    /// Directory guest files are loaded from (overrides the built-in components):
+    /// `processor.guestDir`.
     pub guest_dir: Option<PathBuf>,
     /// How long one guest call may run.
     pub call_timeout: Duration,
@@ -292,15 +313,9 @@ impl ReplicatorConfig {
         let processor = match root.optional_section("processor")? {
             None => ProcessorConfig::default(),
             Some(mut section) => {
-                section.allow(&[
-                    "name",
-                    "file",
-                    "options",
-                    "guest_dir",
-                    "call_timeout_ms",
-                    "memory_limit_mb",
-                    "dead_letter",
-                ])?;
+                let legacy = LEGACY_PROCESSOR_KEYS.iter().map(|(old, _)| *old);
+                let known: Vec<&str> = PROCESSOR_KEYS.iter().copied().chain(legacy).collect();
+                section.allow(&known)?;
                 processor_config(&mut section)?
             }
         };
@@ -408,29 +423,33 @@ fn processor_config(section: &mut Section) -> Result<ProcessorConfig, ConfigErro
             ));
         }
     };
-    let guest_dir = section.optional_string("guest_dir")?.map(PathBuf::from);
-    let call_timeout = match section.optional_integer("call_timeout_ms")? {
+    let guest_dir_key = section.spelling("guestDir")?;
+    let guest_dir = section.optional_string(guest_dir_key)?.map(PathBuf::from);
+    let call_timeout_key = section.spelling("callTimeoutMs")?;
+    let call_timeout = match section.optional_integer(call_timeout_key)? {
         None => DEFAULT_CALL_TIMEOUT,
         Some(ms) if (1..=600_000).contains(&ms) => Duration::from_millis(ms as u64),
         Some(ms) => {
             return Err(key_error(
-                section.path("call_timeout_ms"),
+                section.path(call_timeout_key),
                 format!("must be between 1 and 600000 milliseconds, got {ms}"),
             ));
         }
     };
-    let memory_limit = match section.optional_integer("memory_limit_mb")? {
+    let memory_limit_key = section.spelling("memoryLimitMb")?;
+    let memory_limit = match section.optional_integer(memory_limit_key)? {
         None => DEFAULT_MEMORY_LIMIT_MB << 20,
         Some(mb) if (1..=4096).contains(&mb) => (mb as usize) << 20,
         Some(mb) => {
             return Err(key_error(
-                section.path("memory_limit_mb"),
+                section.path(memory_limit_key),
                 format!("must be between 1 and 4096 MiB, got {mb}"),
             ));
         }
     };
+    let dead_letter_key = section.spelling("deadLetter")?;
     let dead_letter = section
-        .optional_string("dead_letter")?
+        .optional_string(dead_letter_key)?
         .map_or_else(|| PathBuf::from(DEFAULT_DEAD_LETTER), PathBuf::from);
     Ok(ProcessorConfig {
         source,
@@ -586,6 +605,23 @@ impl Section {
                 self.path(key),
                 format!("must be a positive number of seconds, got {n}"),
             )),
+        }
+    }
+
+    /// Which spelling of the `processor` key `key` this section uses: `key` itself, or the
+    /// earlier spelling [`LEGACY_PROCESSOR_KEYS`] lists for it. Errors then name the key as
+    /// written; giving both spellings is an error.
+    fn spelling(&self, key: &'static str) -> Result<&'static str, ConfigError> {
+        let Some(&(legacy, _)) = LEGACY_PROCESSOR_KEYS.iter().find(|(_, k)| *k == key) else {
+            return Ok(key);
+        };
+        match (self.map.contains_key(key), self.map.contains_key(legacy)) {
+            (true, true) => Err(key_error(
+                self.path(legacy),
+                format!("is the earlier spelling of `{key}`; set only one of them"),
+            )),
+            (false, true) => Ok(legacy),
+            _ => Ok(key),
         }
     }
 
@@ -833,6 +869,22 @@ mod tests {
             limited.processor.dead_letter,
             PathBuf::from("/var/dl.jsonl")
         );
+        let camel = text.replace(
+            "guest_dir = \"/opt/guests\"",
+            "guestDir = \"/opt/g\"\ncallTimeoutMs = 300\nmemoryLimitMb = 8\ndeadLetter = \"/var/x.jsonl\"",
+        );
+        let camel = ReplicatorConfig::parse(&camel, Format::Toml, no_env).unwrap();
+        assert_eq!(camel.processor.guest_dir, Some(PathBuf::from("/opt/g")));
+        assert_eq!(camel.processor.call_timeout, Duration::from_millis(300));
+        assert_eq!(camel.processor.memory_limit, 8 << 20);
+        assert_eq!(camel.processor.dead_letter, PathBuf::from("/var/x.jsonl"));
+        let both = text.replace(
+            "guest_dir = \"/opt/guests\"",
+            "guest_dir = \"/a\"\nguestDir = \"/b\"",
+        );
+        assert!(error(&both, Format::Toml).starts_with(
+            "config key `processor.guest_dir`: is the earlier spelling of `guestDir`; set only one of them"
+        ));
         let zero = text.replace("guest_dir = \"/opt/guests\"", "memory_limit_mb = 0");
         assert!(error(&zero, Format::Toml).starts_with(
             "config key `processor.memory_limit_mb`: must be between 1 and 4096 MiB, got 0"

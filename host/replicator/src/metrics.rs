@@ -27,6 +27,7 @@ pub struct Metrics {
     batch_latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     channel_lag_millis: Mutex<BTreeMap<String, i64>>,
     tunnel_lag_millis: AtomicU64,
+    processor_failures: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -77,6 +78,13 @@ impl Metrics {
     pub fn set_channel_lag(&self, channel: &str, lag_millis: i64) {
         if let Ok(mut lags) = self.channel_lag_millis.lock() {
             lags.insert(channel.to_owned(), lag_millis.max(0));
+        }
+    }
+
+    /// Counts a batch the processor failed on, by the kind of failure (trap, deadline, ...).
+    pub fn processor_failed(&self, kind: &'static str) {
+        if let Ok(mut failures) = self.processor_failures.lock() {
+            *failures.entry(kind).or_default() += 1;
         }
     }
 
@@ -157,6 +165,17 @@ impl Metrics {
             self.batch_latency_micros_sum.load(Ordering::Relaxed) as f64 / 1e6,
             s.batches_written
         );
+
+        let name = "replicator_processor_failures_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Batches the processor failed on, by kind of failure.\n# TYPE {name} counter"
+        );
+        if let Ok(failures) = self.processor_failures.lock() {
+            for (kind, count) in failures.iter() {
+                let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {count}");
+            }
+        }
 
         let name = "replicator_channel_lag_seconds";
         let _ = writeln!(
@@ -248,6 +267,9 @@ mod tests {
         m.batch_written(Duration::from_millis(300));
         m.set_channel_lag("ch\"1", 1500);
         m.set_tunnel_lag(2500);
+        m.processor_failed("trap");
+        m.processor_failed("trap");
+        m.processor_failed("deadline");
         let text = m.render();
         assert!(text.contains("replicator_records_read_total 10\n"));
         assert!(text.contains("replicator_records_dropped_total 2\n"));
@@ -260,6 +282,8 @@ mod tests {
         assert!(text.contains("replicator_batch_latency_seconds_sum 0.32\n"));
         assert!(text.contains("replicator_channel_lag_seconds{channel=\"ch\\\"1\"} 1.5\n"));
         assert!(text.contains("replicator_tunnel_lag_seconds 2.5\n"));
+        assert!(text.contains("replicator_processor_failures_total{kind=\"trap\"} 2\n"));
+        assert!(text.contains("replicator_processor_failures_total{kind=\"deadline\"} 1\n"));
     }
 
     #[tokio::test]

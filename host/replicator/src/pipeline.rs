@@ -1,4 +1,4 @@
-//! One replication run: set up the destination and the tunnel, consume the tunnel with the
+//! One replication run: set up the destination and the tunnel, consume the tunnel through the
 //! processor, write durably, and stop at the end time or on shutdown.
 
 use std::fmt;
@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use ots_client::ClientError;
 use ots_tunnel::{TunnelWorker, WorkerConfig, WorkerError};
 
-use crate::apply::{BatchApplier, EndTracker, RecordTransform};
+use crate::apply::BatchApplier;
 use crate::config::ReplicatorConfig;
+use crate::end_time::EndTracker;
 use crate::metrics::{self, Metrics, MetricsSnapshot};
 use crate::monitor;
+use crate::processor::Processor;
 use crate::setup::{self, SetupError};
 use crate::writer::RowWriter;
 
@@ -57,6 +59,8 @@ pub enum StopReason {
 pub struct RunSummary {
     /// The tunnel consumed.
     pub tunnel_name: String,
+    /// The table written to.
+    pub destination_table: String,
     /// Its id.
     pub tunnel_id: String,
     /// Why the run ended.
@@ -91,16 +95,35 @@ impl fmt::Display for RunSummary {
     }
 }
 
+/// The table a run writes to: the processor's own target table if it chose one, else the
+/// configured destination.
+pub fn destination_table<'a>(
+    config: &'a ReplicatorConfig,
+    processor: &'a dyn Processor,
+) -> &'a str {
+    processor
+        .target_table()
+        .unwrap_or(&config.destination.table_name)
+}
+
 /// Runs a replication until every channel passes the config's end time, or — without an end
 /// time, or earlier — until `shutdown` resolves. Checkpoints are written only after the rows
 /// they cover are durable, so a later run resumes where this one stopped.
 pub async fn replicate(
     config: &ReplicatorConfig,
-    transform: Arc<dyn RecordTransform>,
+    processor: Arc<dyn Processor>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
+    let destination_table = destination_table(config, &*processor).to_owned();
+    if destination_table != config.destination.table_name {
+        tracing::info!(
+            processor = processor.name(),
+            table = %destination_table,
+            "the processor writes to its own target table"
+        );
+    }
     let source = config
         .source
         .client()
@@ -119,14 +142,14 @@ pub async fn replicate(
         &source,
         &config.source.table_name,
         &destination,
-        &config.destination.table_name,
+        &destination_table,
     )
     .await?;
     let tunnel_id =
         setup::ensure_tunnel(&source, &config.source.table_name, &config.tunnel_name).await?;
     tracing::info!(
         source = %config.source.table_name,
-        destination = %config.destination.table_name,
+        destination = %destination_table,
         tunnel = %config.tunnel_name,
         %tunnel_id,
         end_time = ?config.end_time,
@@ -148,10 +171,10 @@ pub async fn replicate(
 
     let ends = Arc::new(EndTracker::default());
     let applier = Arc::new(BatchApplier::new(
-        transform,
+        processor,
         RowWriter::new(
             destination,
-            config.destination.table_name.clone(),
+            destination_table.clone(),
             config.batch_write_count,
             metrics.clone(),
         ),
@@ -204,6 +227,7 @@ pub async fn replicate(
     }
     let summary = RunSummary {
         tunnel_name: config.tunnel_name.clone(),
+        destination_table,
         tunnel_id,
         reason: outcome?,
         metrics: metrics.snapshot(),

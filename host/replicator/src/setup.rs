@@ -1,6 +1,7 @@
 //! Table and tunnel set-up before replication starts.
 
 use ots_client::{Client, ClientError};
+use ots_protocol::error::ErrorCode;
 use ots_protocol::pb::table::{
     CapacityUnit, CreateTableRequest, DescribeTableResponse, ReservedThroughput, TableMeta,
     TableOptions,
@@ -40,7 +41,7 @@ fn call_error(action: impl Into<String>) -> impl FnOnce(ClientError) -> SetupErr
 }
 
 fn is_missing_table(error: &ClientError) -> bool {
-    error.code() == Some("OTSObjectNotExist")
+    error.is(ErrorCode::ObjectNotExist)
 }
 
 fn key_names(meta: &TableMeta) -> String {
@@ -164,7 +165,7 @@ pub async fn ensure_destination_table(
             match destination.create_table(&request).await {
                 Ok(()) => {}
                 // Another replicator process created it first.
-                Err(e) if e.code() == Some("OTSObjectAlreadyExist") => {}
+                Err(e) if e.is(ErrorCode::ObjectAlreadyExist) => {}
                 Err(e) => {
                     return Err(call_error(format!(
                         "creating destination table {destination_table}"
@@ -206,9 +207,7 @@ pub async fn ensure_tunnel(
             Ok(id)
         }
         // Another replicator process created it between our list and create.
-        Err(e)
-            if e.code() == Some("OTSTunnelExist") || e.code() == Some("OTSObjectAlreadyExist") =>
-        {
+        Err(e) if e.is(ErrorCode::TunnelExist) || e.is(ErrorCode::ObjectAlreadyExist) => {
             let description = client
                 .describe_tunnel(table, tunnel_name)
                 .await

@@ -142,6 +142,25 @@ impl VerifyReport {
     }
 }
 
+/// Totals, then each differing range, one per line.
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let differing: Vec<_> = self.differing().collect();
+        writeln!(
+            f,
+            "verify: {} ranges, source {} rows, destination {} rows, {} differing range(s)",
+            self.ranges.len(),
+            self.source_rows(),
+            self.destination_rows(),
+            differing.len()
+        )?;
+        for range in differing {
+            writeln!(f, "  differs: {range}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A key-ordered stream of rows over a paged range read.
 struct RowStream {
     reader: RangeReader,

@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use ots_client::tunnel::TunnelRecord;
 use ots_protocol::model::{
     Cell, ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value,
 };
+use ots_protocol::record::TunnelRecord;
 
 use crate::bindings as wit;
 

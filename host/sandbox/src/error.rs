@@ -59,6 +59,22 @@ pub enum SandboxErrorKind {
     },
 }
 
+impl SandboxErrorKind {
+    /// A short, stable name of the kind, for metric labels and log fields.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Load(_) => "load",
+            Self::Init(_) => "init",
+            Self::Trap(_) => "trap",
+            Self::Timeout { .. } => "deadline",
+            Self::MemoryLimit { .. } => "memory_limit",
+            Self::InvalidOutput(_) => "invalid_output",
+            Self::Failed { retry: true, .. } => "guest_retry",
+            Self::Failed { retry: false, .. } => "guest_stop",
+        }
+    }
+}
+
 impl fmt::Display for SandboxErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use ots_client::tunnel::TunnelRecord;
 use ots_protocol::model::{PrimaryKeyValue, RowChange};
+use ots_protocol::record::TunnelRecord;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{ResourceLimiter, Store, Trap};
 

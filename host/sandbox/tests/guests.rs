@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ots_client::tunnel::TunnelRecord;
 use ots_protocol::model::{
     Cell, ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value,
 };
 use ots_protocol::plainbuffer::SequenceInfo;
+use ots_protocol::record::TunnelRecord;
 use ots_sandbox::{GuestSource, Limits, Sandbox, SandboxErrorKind};
 use serde_json::json;
 

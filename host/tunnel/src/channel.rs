@@ -1,21 +1,22 @@
 //! One channel's pipeline: a reader task that fetches the next page while the current one is
-//! processed, and a processing loop that checkpoints each batch after it is durable.
+//! taken by the sink, and a loop that checkpoints each batch after it is durable.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ots_client::ClientError;
 use ots_client::tunnel::RecordPage;
+use ots_protocol::error::ErrorCode;
 use ots_protocol::pb::tunnel::FINISH_TAG;
 use tokio::sync::{mpsc, watch};
 
 use crate::worker::{Shared, WorkerError};
-use crate::{ChannelProcessor, Flow, RecordBatch};
+use crate::{Flow, RecordBatch, RecordSink};
 
 /// How a channel's pipeline ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ChannelEnd {
-    /// Every record was processed and the finish checkpoint stored.
+    /// Every record was taken and the finish checkpoint stored.
     Finished,
     /// Stopped on request, moved to another worker, or held at an end time.
     Stopped,
@@ -25,24 +26,28 @@ pub(crate) enum ChannelEnd {
 fn lost(error: &ClientError) -> bool {
     matches!(
         error.code(),
-        Some("OTSResourceGone" | "OTSSequenceNumberNotMatch" | "OTSPermissionDenied")
+        Some(
+            ErrorCode::ResourceGone
+                | ErrorCode::SequenceNumberNotMatch
+                | ErrorCode::PermissionDenied
+        )
     )
 }
 
-pub(crate) async fn run<P: ChannelProcessor>(
+pub(crate) async fn run<S: RecordSink>(
     shared: Arc<Shared>,
-    processor: Arc<P>,
+    sink: Arc<S>,
     channel: String,
     mut stop: watch::Receiver<bool>,
 ) -> ChannelEnd {
-    let end = pipeline(&shared, &*processor, &channel, &mut stop).await;
-    processor.channel_closed(&channel).await;
+    let end = pipeline(&shared, &*sink, &channel, &mut stop).await;
+    sink.channel_closed(&channel).await;
     end
 }
 
-async fn pipeline<P: ChannelProcessor>(
+async fn pipeline<S: RecordSink>(
     shared: &Arc<Shared>,
-    processor: &P,
+    sink: &S,
     channel: &str,
     stop: &mut watch::Receiver<bool>,
 ) -> ChannelEnd {
@@ -65,7 +70,7 @@ async fn pipeline<P: ChannelProcessor>(
     if token == FINISH_TAG {
         return ChannelEnd::Finished;
     }
-    // Capacity 1: one page waits while the previous one is processed (read-ahead).
+    // Capacity 1: one page waits while the sink takes the previous one (read-ahead).
     let (pages, mut next) = mpsc::channel::<RecordPage>(1);
     let reader = tokio::spawn(read_pages(
         shared.clone(),
@@ -87,7 +92,7 @@ async fn pipeline<P: ChannelProcessor>(
             ends_channel: page.is_finished(),
             records: page.records,
         };
-        match process_with_retry(shared, processor, &batch, stop).await {
+        match take_with_retry(shared, sink, &batch, stop).await {
             Some(Flow::Continue) => {}
             Some(Flow::Hold) => {
                 let _ = stop.wait_for(|s| *s).await;
@@ -108,27 +113,27 @@ async fn pipeline<P: ChannelProcessor>(
     end
 }
 
-/// Processes a batch, backing off and retrying retriable failures; a non-retriable failure
-/// fails the worker. `None` when the channel must stop without checkpointing.
-async fn process_with_retry<P: ChannelProcessor>(
+/// Hands a batch to the sink, backing off and retrying retriable failures; a non-retriable
+/// failure fails the worker. `None` when the channel must stop without checkpointing.
+async fn take_with_retry<S: RecordSink>(
     shared: &Arc<Shared>,
-    processor: &P,
+    sink: &S,
     batch: &RecordBatch,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Flow> {
     let mut attempt = 0;
     loop {
-        match processor.process(batch).await {
+        match sink.take(batch).await {
             Ok(flow) => return Some(flow),
             Err(e) if e.retriable => {
                 attempt += 1;
-                tracing::warn!(channel = %batch.channel_id, error = %e, attempt, "processing failed; retrying the same batch");
+                tracing::warn!(channel = %batch.channel_id, error = %e, attempt, "the sink failed; retrying the same batch");
                 if sleep_or_stop(shared.config.backoff(attempt), stop).await {
                     return None;
                 }
             }
             Err(e) => {
-                shared.fail(WorkerError::Process {
+                shared.fail(WorkerError::Sink {
                     channel: batch.channel_id.clone(),
                     source: e,
                 });
@@ -181,7 +186,7 @@ async fn checkpoint(
 /// soon (low lag) and a quiet one rarely.
 const FIRST_IDLE_PAUSE: Duration = Duration::from_millis(10);
 
-/// Reads pages from `token` on, one ahead of processing, until the channel ends or is lost.
+/// Reads pages from `token` on, one ahead of the sink, until the channel ends or is lost.
 async fn read_pages(
     shared: Arc<Shared>,
     channel: String,

@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ots_client::{Client, ClientError};
+use ots_protocol::error::{ErrorCode, Retriability};
 use ots_protocol::pb::tunnel::{Channel, ChannelStatus};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::channel::{self, ChannelEnd};
-use crate::{ChannelProcessor, ProcessError};
+use crate::{RecordSink, SinkError};
 
 /// How a worker paces itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,13 +72,14 @@ pub enum WorkerError {
         /// The last failure.
         source: ClientError,
     },
-    /// A batch failed in a way retrying cannot fix.
-    #[error("channel {channel}: {source}")]
-    Process {
+    /// The sink failed on a batch in a way retrying cannot fix.
+    #[error("channel {channel}")]
+    Sink {
         /// The channel of the batch.
         channel: String,
-        /// The processor's error.
-        source: ProcessError,
+        /// The sink's error.
+        #[source]
+        source: SinkError,
     },
 }
 
@@ -88,10 +90,9 @@ impl WorkerError {
     pub fn is_disconnection(&self) -> bool {
         match self {
             Self::Tunnel { source, .. } => {
-                source.code() == Some("OTSResourceGone")
-                    || source.retriability() != ots_protocol::error::Retriability::Never
+                source.is(ErrorCode::ResourceGone) || source.retriability() != Retriability::Never
             }
-            Self::Process { .. } => false,
+            Self::Sink { .. } => false,
         }
     }
 }
@@ -141,11 +142,11 @@ pub struct TunnelWorker {
 
 impl TunnelWorker {
     /// Connects to the tunnel and starts consuming the channels the server assigns.
-    pub async fn start<P: ChannelProcessor>(
+    pub async fn start<S: RecordSink>(
         client: Client,
         tunnel_id: &str,
         config: WorkerConfig,
-        processor: Arc<P>,
+        sink: Arc<S>,
     ) -> Result<Self, WorkerError> {
         let timeout_secs = config.heartbeat_timeout.as_secs().max(1) as i64;
         let client_id = client
@@ -166,7 +167,7 @@ impl TunnelWorker {
             failed: Notify::new(),
         });
         let (stop, stopped) = watch::channel(false);
-        let heartbeat = tokio::spawn(heartbeat_loop(shared.clone(), processor, stopped));
+        let heartbeat = tokio::spawn(heartbeat_loop(shared.clone(), sink, stopped));
         Ok(Self {
             shared,
             stop,
@@ -212,9 +213,9 @@ impl TunnelWorker {
     }
 }
 
-async fn heartbeat_loop<P: ChannelProcessor>(
+async fn heartbeat_loop<S: RecordSink>(
     shared: Arc<Shared>,
-    processor: Arc<P>,
+    sink: Arc<S>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut channels: HashMap<String, LocalChannel> = HashMap::new();
@@ -245,13 +246,13 @@ async fn heartbeat_loop<P: ChannelProcessor>(
         {
             Ok(assigned) => {
                 failures = 0;
-                reconcile(&shared, &processor, &mut channels, assigned);
+                reconcile(&shared, &sink, &mut channels, assigned);
             }
             Err(source) => {
                 failures += 1;
                 tracing::warn!(error = %source, failures, "heartbeat failed");
                 if failures >= shared.config.max_failed_heartbeats
-                    || source.code() == Some("OTSResourceGone")
+                    || source.is(ErrorCode::ResourceGone)
                 {
                     shared.fail(WorkerError::Tunnel {
                         action: "Heartbeat",
@@ -276,9 +277,9 @@ async fn heartbeat_loop<P: ChannelProcessor>(
     }
 }
 
-fn reconcile<P: ChannelProcessor>(
+fn reconcile<S: RecordSink>(
     shared: &Arc<Shared>,
-    processor: &Arc<P>,
+    sink: &Arc<S>,
     channels: &mut HashMap<String, LocalChannel>,
     assigned: Vec<Channel>,
 ) {
@@ -299,7 +300,7 @@ fn reconcile<P: ChannelProcessor>(
                 let (stop, stopped) = watch::channel(false);
                 let task = tokio::spawn(channel::run(
                     shared.clone(),
-                    processor.clone(),
+                    sink.clone(),
                     channel.channel_id.clone(),
                     stopped,
                 ));

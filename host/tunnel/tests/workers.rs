@@ -7,41 +7,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ots_client::{Client, ClientConfig};
-use ots_local_server::api::{SplitPartitionRequest, SplitPartitionResponse};
-use ots_local_server::{FaultConfig, RunningServer, ServerConfig};
-use ots_protocol::auth::Credentials;
+use ots_client::Client;
 use ots_protocol::model::{Cell, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value};
 use ots_protocol::pb::table::{
     CapacityUnit, CreateTableRequest, PrimaryKeySchema, PrimaryKeyType, ReservedThroughput,
     StreamSpecification, TableMeta,
 };
 use ots_protocol::pb::tunnel::TunnelType;
-use ots_protocol::plainbuffer;
-use ots_tunnel::{ChannelProcessor, Flow, ProcessError, RecordBatch, TunnelWorker, WorkerConfig};
-
-async fn server(dir: &std::path::Path) -> (RunningServer, Client) {
-    let server = ots_local_server::start(ServerConfig {
-        data_dir: dir.to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        instance_name: "local".into(),
-        access_keys: vec![("id".into(), "secret".into())],
-        faults: FaultConfig::default(),
-    })
-    .await
-    .unwrap();
-    let client = Client::new(ClientConfig::new(
-        server.endpoint(),
-        "local",
-        Credentials {
-            access_key_id: "id".into(),
-            access_key_secret: "secret".into(),
-            security_token: None,
-        },
-    ))
-    .unwrap();
-    (server, client)
-}
+use ots_testkit::LocalServer;
+use ots_tunnel::{Flow, RecordBatch, RecordSink, SinkError, TunnelWorker, WorkerConfig};
 
 fn id(i: i64) -> PrimaryKey {
     PrimaryKey(vec![PrimaryKeyColumn {
@@ -86,18 +60,7 @@ async fn source_table(client: &Client, splits: &[(u32, i64)]) {
         .await
         .unwrap();
     for (partition, at) in splits {
-        let _: SplitPartitionResponse = client
-            .call(
-                "/admin/SplitPartition",
-                &SplitPartitionRequest {
-                    table_name: "src".into(),
-                    partition_id: *partition,
-                    split_point: plainbuffer::encode_primary_key(&id(*at)),
-                },
-                false,
-            )
-            .await
-            .unwrap();
+        ots_testkit::split_partition(client, "src", *partition, *at).await;
     }
 }
 
@@ -123,23 +86,23 @@ struct MemoryTable {
     fail_first: AtomicUsize,
 }
 
-impl ChannelProcessor for MemoryTable {
-    async fn process(&self, batch: &RecordBatch) -> Result<Flow, ProcessError> {
+impl RecordSink for MemoryTable {
+    async fn take(&self, batch: &RecordBatch) -> Result<Flow, SinkError> {
         if self
             .fail_first
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(ProcessError {
-                retriable: true,
-                message: "injected failure".into(),
-            });
+            return Err(SinkError::new(
+                true,
+                std::io::Error::other("injected failure"),
+            ));
         }
         self.channels
             .lock()
             .unwrap()
             .insert(batch.channel_id.clone());
-        // Processing takes a little while, so the next page is read ahead meanwhile.
+        // Taking a batch takes a little while, so the next page is read ahead meanwhile.
         tokio::time::sleep(Duration::from_millis(5)).await;
         let mut rows = self.rows.lock().unwrap();
         for record in &batch.records {
@@ -170,9 +133,9 @@ struct Counted {
     batches: AtomicUsize,
 }
 
-impl ChannelProcessor for Counted {
-    async fn process(&self, batch: &RecordBatch) -> Result<Flow, ProcessError> {
-        let flow = self.table.process(batch).await?;
+impl RecordSink for Counted {
+    async fn take(&self, batch: &RecordBatch) -> Result<Flow, SinkError> {
+        let flow = self.table.take(batch).await?;
         self.batches.fetch_add(1, Ordering::SeqCst);
         Ok(flow)
     }
@@ -210,8 +173,8 @@ async fn wait_caught_up(client: &Client, since_ms: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn workers_share_channels_and_take_over_from_a_dead_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, client) = server(dir.path()).await;
+    let server = LocalServer::start().await;
+    let client = server.client();
     source_table(&client, &[(0, 200), (1, 100)]).await;
     let base: Vec<RowChange> = (0..300).map(|i| put(i, 0)).collect();
     write(&client, &base).await;
@@ -291,8 +254,8 @@ async fn workers_share_channels_and_take_over_from_a_dead_one() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_batches_are_retried_not_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, client) = server(dir.path()).await;
+    let server = LocalServer::start().await;
+    let client = server.client();
     source_table(&client, &[]).await;
     write(&client, &(0..50).map(|i| put(i, 1)).collect::<Vec<_>>()).await;
     client

@@ -1,25 +1,28 @@
 //! The Tunnel Service: tunnels over a table's rows (base data) and its stream, served to
 //! workers through the client/channel protocol (`/tunnel/*`). Tunnel state lives in redb and
-//! is written on every call that changes it, so channels, owners and checkpoints survive a
-//! restart.
+//! is written in the transaction of every call that changes it, so channels, owners and
+//! checkpoints survive a restart; [`state`] holds the rules, this module the I/O around them.
 
 pub mod state;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use ots_protocol::error::ErrorCode;
 use ots_protocol::model::{PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange};
 use ots_protocol::pb::tunnel::{self as pb, FINISH_TAG};
 use ots_protocol::plainbuffer;
+use ots_protocol::record::TunnelRecord;
 use prost::Message;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::store::{ApiError, KeyRange, ReadSpec, Store};
+use crate::error::ApiError;
+use crate::rules::ReadSpec;
+use crate::store::{KeyRange, Store};
 use state::{Channel, Source, Tunnel, TunnelKind};
 
 /// tunnel id → JSON [`Tunnel`].
-pub(crate) const TUNNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("tunnels");
+const TUNNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("tunnels");
 
 /// Most records one ReadRecords returns.
 pub const MAX_RECORDS_PER_READ: usize = 1000;
@@ -28,11 +31,9 @@ pub const BASE_SHARD_BYTES: u64 = 4 * 1024 * 1024;
 /// Heartbeat timeout when the client asks for none, in seconds.
 pub const DEFAULT_CLIENT_TIMEOUT_SECS: i64 = 30;
 
-/// The tunnel service over a store.
-#[derive(Default)]
+/// The tunnel service: its state in its own redb table, next to the store it reads.
 pub struct TunnelService {
-    /// Serializes read-modify-write of tunnel state.
-    lock: Mutex<()>,
+    db: Arc<Database>,
 }
 
 fn now_ms() -> i64 {
@@ -49,18 +50,27 @@ fn random_id() -> String {
 }
 
 impl TunnelService {
-    /// Runs one tunnel call; `api` is the path after `/tunnel/`.
+    /// The service on `db`, registering its table.
+    pub fn new(db: Arc<Database>) -> Result<Self, ApiError> {
+        let txn = db.begin_write()?;
+        txn.open_table(TUNNELS)?;
+        txn.commit()?;
+        Ok(Self { db })
+    }
+
+    /// Runs one tunnel call; `api` is the path after `/tunnel/`. A call that changes a tunnel
+    /// loads, changes and stores it in one write transaction; reads use a read transaction.
     pub fn dispatch(&self, store: &Store, api: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let now = now_ms();
         Ok(match api {
             "create" => {
                 let request: pb::CreateTunnelRequest = decode(api, body)?;
-                create(store, request.tunnel, now)?.encode_to_vec()
+                self.create(store, request.tunnel, now)?.encode_to_vec()
             }
             "list" => {
                 let request: pb::ListTunnelRequest = decode(api, body)?;
-                let tunnels = all(store)?
+                let tunnels = self
+                    .all()?
                     .into_iter()
                     .filter(|t| request.table_name.as_ref().is_none_or(|n| *n == t.table))
                     .map(|t| info(&t))
@@ -69,21 +79,23 @@ impl TunnelService {
             }
             "describe" => {
                 let request: pb::DescribeTunnelRequest = decode(api, body)?;
-                let mut tunnel = find(store, &request.table_name, &request.tunnel_name)?;
+                let mut tunnel = self.find(&request.table_name, &request.tunnel_name)?;
                 sync_partitions(store, &mut tunnel)?;
                 describe(store, &tunnel, now)?.encode_to_vec()
             }
             "delete" => {
                 let request: pb::DeleteTunnelRequest = decode(api, body)?;
-                let tunnel = find(store, &request.table_name, &request.tunnel_name)?;
-                let txn = store.database().begin_write()?;
-                txn.open_table(TUNNELS)?.remove(tunnel.id.as_str())?;
+                let txn = self.db.begin_write()?;
+                {
+                    let mut table = txn.open_table(TUNNELS)?;
+                    let tunnel = find_in(&table, &request.table_name, &request.tunnel_name)?;
+                    table.remove(tunnel.id.as_str())?;
+                }
                 txn.commit()?;
                 pb::DeleteTunnelResponse {}.encode_to_vec()
             }
             "connect" => {
                 let request: pb::ConnectRequest = decode(api, body)?;
-                let mut tunnel = load(store, &request.tunnel_id)?;
                 let config = request.client_config.unwrap_or_default();
                 let timeout = config.timeout.unwrap_or(DEFAULT_CLIENT_TIMEOUT_SECS);
                 if timeout <= 0 {
@@ -92,33 +104,37 @@ impl TunnelService {
                     )));
                 }
                 let client_id = random_id();
-                tunnel.connect(
-                    client_id.clone(),
-                    config.client_tag.unwrap_or_default(),
-                    timeout * 1000,
-                    now,
-                );
-                save(store, &tunnel)?;
+                self.modify(&request.tunnel_id, |tunnel| {
+                    tunnel.connect(
+                        client_id.clone(),
+                        config.client_tag.unwrap_or_default(),
+                        timeout * 1000,
+                        now,
+                    );
+                    Ok(())
+                })?;
                 pb::ConnectResponse { client_id }.encode_to_vec()
             }
             "heartbeat" => {
                 let request: pb::HeartbeatRequest = decode(api, body)?;
-                let mut tunnel = load(store, &request.tunnel_id)?;
-                sync_partitions(store, &mut tunnel)?;
-                let result = tunnel.heartbeat(&request.client_id, &request.channels, now);
-                save(store, &tunnel)?;
-                pb::HeartbeatResponse { channels: result? }.encode_to_vec()
+                let channels = self.modify(&request.tunnel_id, |tunnel| {
+                    sync_partitions(store, tunnel)?;
+                    // Saved even when the client is gone: expiring others is a change too.
+                    Ok(tunnel.heartbeat(&request.client_id, &request.channels, now))
+                })??;
+                pb::HeartbeatResponse { channels }.encode_to_vec()
             }
             "shutdown" => {
                 let request: pb::ShutdownRequest = decode(api, body)?;
-                let mut tunnel = load(store, &request.tunnel_id)?;
-                tunnel.disconnect(&request.client_id);
-                save(store, &tunnel)?;
+                self.modify(&request.tunnel_id, |tunnel| {
+                    tunnel.disconnect(&request.client_id);
+                    Ok(())
+                })?;
                 pb::ShutdownResponse {}.encode_to_vec()
             }
             "getcheckpoint" => {
                 let request: pb::GetCheckpointRequest = decode(api, body)?;
-                let tunnel = load(store, &request.tunnel_id)?;
+                let tunnel = self.load(&request.tunnel_id)?;
                 let channel = tunnel.owned(&request.client_id, &request.channel_id)?;
                 pb::GetCheckpointResponse {
                     checkpoint: channel.checkpoint.clone(),
@@ -128,19 +144,19 @@ impl TunnelService {
             }
             "checkpoint" => {
                 let request: pb::CheckpointRequest = decode(api, body)?;
-                let mut tunnel = load(store, &request.tunnel_id)?;
-                tunnel.checkpoint(
-                    &request.client_id,
-                    &request.channel_id,
-                    request.checkpoint,
-                    request.sequence_number,
-                )?;
-                save(store, &tunnel)?;
+                self.modify(&request.tunnel_id, |tunnel| {
+                    tunnel.checkpoint(
+                        &request.client_id,
+                        &request.channel_id,
+                        request.checkpoint,
+                        request.sequence_number,
+                    )
+                })?;
                 pb::CheckpointResponse {}.encode_to_vec()
             }
             "readrecords" => {
                 let request: pb::ReadRecordsRequest = decode(api, body)?;
-                let tunnel = load(store, &request.tunnel_id)?;
+                let tunnel = self.load(&request.tunnel_id)?;
                 let channel = tunnel.owned(&request.client_id, &request.channel_id)?;
                 read_records(store, &tunnel, channel, &request.token)?.encode_to_vec()
             }
@@ -152,16 +168,71 @@ impl TunnelService {
             }
         })
     }
-}
 
-fn all(store: &Store) -> Result<Vec<Tunnel>, ApiError> {
-    let txn = store.database().begin_read()?;
-    let table = txn.open_table(TUNNELS)?;
-    let mut tunnels = Vec::new();
-    for entry in table.iter()? {
-        tunnels.push(parse(entry?.1.value())?);
+    /// Every tunnel.
+    fn all(&self) -> Result<Vec<Tunnel>, ApiError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TUNNELS)?;
+        let mut tunnels = Vec::new();
+        for entry in table.iter()? {
+            tunnels.push(parse(entry?.1.value())?);
+        }
+        Ok(tunnels)
     }
-    Ok(tunnels)
+
+    /// The tunnel with this id.
+    fn load(&self, id: &str) -> Result<Tunnel, ApiError> {
+        load_in(&self.db.begin_read()?.open_table(TUNNELS)?, id)
+    }
+
+    /// The tunnel `name` of `table`.
+    fn find(&self, table: &str, name: &str) -> Result<Tunnel, ApiError> {
+        find_in(&self.db.begin_read()?.open_table(TUNNELS)?, table, name)
+    }
+
+    /// Loads the tunnel `id`, lets `change` edit it and stores it, in one write transaction
+    /// (which redb gives to one caller at a time). Stored whatever `change` returns; an `Err`
+    /// of `change` discards the edit.
+    fn modify<T>(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Tunnel) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let txn = self.db.begin_write()?;
+        let result = {
+            let mut table = txn.open_table(TUNNELS)?;
+            let mut tunnel = load_in(&table, id)?;
+            let result = change(&mut tunnel)?;
+            save_in(&mut table, &tunnel)?;
+            result
+        };
+        txn.commit()?;
+        Ok(result)
+    }
+
+    fn create(
+        &self,
+        store: &Store,
+        spec: pb::Tunnel,
+        now: i64,
+    ) -> Result<pb::CreateTunnelResponse, ApiError> {
+        let tunnel = new_tunnel(store, spec, now)?;
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(TUNNELS)?;
+            if find_in(&table, &tunnel.table, &tunnel.name).is_ok() {
+                return Err(ApiError::new(
+                    ErrorCode::TunnelExist,
+                    format!("Tunnel {} already exists.", tunnel.name),
+                ));
+            }
+            save_in(&mut table, &tunnel)?;
+        }
+        txn.commit()?;
+        Ok(pb::CreateTunnelResponse {
+            tunnel_id: tunnel.id,
+        })
+    }
 }
 
 fn parse(bytes: &[u8]) -> Result<Tunnel, ApiError> {
@@ -173,9 +244,10 @@ fn parse(bytes: &[u8]) -> Result<Tunnel, ApiError> {
     })
 }
 
-fn load(store: &Store, id: &str) -> Result<Tunnel, ApiError> {
-    let txn = store.database().begin_read()?;
-    let table = txn.open_table(TUNNELS)?;
+fn load_in(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<Tunnel, ApiError> {
     let entry = table.get(id)?.ok_or_else(|| {
         ApiError::new(
             ErrorCode::ObjectNotExist,
@@ -185,24 +257,26 @@ fn load(store: &Store, id: &str) -> Result<Tunnel, ApiError> {
     parse(entry.value())
 }
 
-fn find(store: &Store, table: &str, name: &str) -> Result<Tunnel, ApiError> {
-    all(store)?
-        .into_iter()
-        .find(|t| t.table == table && t.name == name)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::ObjectNotExist,
-                format!("Tunnel {name} of table {table} does not exist."),
-            )
-        })
+fn find_in(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    table_name: &str,
+    name: &str,
+) -> Result<Tunnel, ApiError> {
+    for entry in table.iter()? {
+        let tunnel = parse(entry?.1.value())?;
+        if tunnel.table == table_name && tunnel.name == name {
+            return Ok(tunnel);
+        }
+    }
+    Err(ApiError::new(
+        ErrorCode::ObjectNotExist,
+        format!("Tunnel {name} of table {table_name} does not exist."),
+    ))
 }
 
-fn save(store: &Store, tunnel: &Tunnel) -> Result<(), ApiError> {
+fn save_in(table: &mut redb::Table<&str, &[u8]>, tunnel: &Tunnel) -> Result<(), ApiError> {
     let json = serde_json::to_vec(tunnel).expect("tunnel state serializes");
-    let txn = store.database().begin_write()?;
-    txn.open_table(TUNNELS)?
-        .insert(tunnel.id.as_str(), json.as_slice())?;
-    txn.commit()?;
+    table.insert(tunnel.id.as_str(), json.as_slice())?;
     Ok(())
 }
 
@@ -229,7 +303,9 @@ fn full_key(point: &PrimaryKey, names: &[String]) -> PrimaryKey {
     PrimaryKey(columns)
 }
 
-fn create(store: &Store, spec: pb::Tunnel, now: i64) -> Result<pb::CreateTunnelResponse, ApiError> {
+/// A new tunnel over `spec.table_name`: base-data shards cut by stored size, stream channels
+/// starting at each open partition's current end.
+fn new_tunnel(store: &Store, spec: pb::Tunnel, now: i64) -> Result<Tunnel, ApiError> {
     let info = store.table(&spec.table_name)?;
     let kind = match pb::TunnelType::try_from(spec.tunnel_type) {
         Ok(pb::TunnelType::BaseData) => TunnelKind::BaseData,
@@ -250,12 +326,6 @@ fn create(store: &Store, spec: pb::Tunnel, now: i64) -> Result<pb::CreateTunnelR
     }
     if spec.tunnel_name.is_empty() {
         return Err(ApiError::invalid("The tunnel name is empty."));
-    }
-    if find(store, &spec.table_name, &spec.tunnel_name).is_ok() {
-        return Err(ApiError::new(
-            ErrorCode::TunnelExist,
-            format!("Tunnel {} already exists.", spec.tunnel_name),
-        ));
     }
     let names: Vec<String> = info
         .definition
@@ -312,10 +382,7 @@ fn create(store: &Store, spec: pb::Tunnel, now: i64) -> Result<pb::CreateTunnelR
             channel.checkpoint = head.to_string();
         }
     }
-    save(store, &tunnel)?;
-    Ok(pb::CreateTunnelResponse {
-        tunnel_id: tunnel.id,
-    })
+    Ok(tunnel)
 }
 
 /// Adds channels for partitions created by splits since the tunnel last looked.
@@ -486,13 +553,15 @@ fn read_records(
             let records = page
                 .rows
                 .into_iter()
-                .map(|row| pb::Record {
-                    action_type: pb::ActionType::PutRow as i32,
-                    record: plainbuffer::encode_row_change(&RowChange::Put {
-                        primary_key: row.primary_key,
-                        cells: row.cells,
-                    }),
-                    origin_record: None,
+                .map(|row| {
+                    TunnelRecord {
+                        change: RowChange::Put {
+                            primary_key: row.primary_key,
+                            cells: row.cells,
+                        },
+                        sequence_info: None,
+                    }
+                    .encode()
                 })
                 .collect();
             Ok(pb::ReadRecordsResponse {

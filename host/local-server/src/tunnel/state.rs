@@ -8,7 +8,7 @@ use ots_protocol::error::ErrorCode;
 use ots_protocol::pb::tunnel::{self as pb, FINISH_TAG};
 use serde::{Deserialize, Serialize};
 
-use crate::store::ApiError;
+use crate::error::ApiError;
 
 /// What a tunnel delivers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

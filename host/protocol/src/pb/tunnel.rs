@@ -36,6 +36,86 @@ pub enum ChannelStatus {
     Terminated = 4,
 }
 
+/// Generates `as_str`/`from_name` for the enums that DescribeTunnel and ListTunnel carry as
+/// strings rather than numbers.
+macro_rules! wire_names {
+    ($ty:ident { $($variant:ident => $name:literal),* $(,)? }) => {
+        impl $ty {
+            /// The name DescribeTunnel and ListTunnel answers use for this value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name),*
+                }
+            }
+
+            /// Reads a name as DescribeTunnel and ListTunnel answers spell it.
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name {
+                    $($name => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+wire_names!(TunnelType {
+    BaseData => "BaseData",
+    Stream => "Stream",
+    BaseAndStream => "BaseAndStream",
+});
+
+wire_names!(ChannelStatus {
+    Open => "OPEN",
+    Closing => "CLOSING",
+    Close => "CLOSE",
+    Terminated => "TERMINATED",
+});
+
+/// What a channel delivers (`ChannelInfo.channel_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChannelType {
+    /// A shard of the table's rows as they were when the tunnel was created.
+    BaseData,
+    /// A partition's change log.
+    Stream,
+}
+
+wire_names!(ChannelType {
+    BaseData => "BaseData",
+    Stream => "Stream",
+});
+
+/// Where a tunnel is in its life (`TunnelInfo.stage`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TunnelStage {
+    /// The tunnel is being set up: base-data shards and stream channels are being prepared.
+    InitBaseDataAndStreamShard,
+    /// Base-data channels are being consumed.
+    ProcessBaseData,
+    /// Stream channels are being consumed.
+    ProcessStream,
+    /// Every channel is consumed (a BaseData tunnel that is done).
+    Finished,
+}
+
+wire_names!(TunnelStage {
+    InitBaseDataAndStreamShard => "InitBaseDataAndStreamShard",
+    ProcessBaseData => "ProcessBaseData",
+    ProcessStream => "ProcessStream",
+    Finished => "Finished",
+});
+
+impl TunnelStage {
+    /// Whether the full copy (base data) still runs in this stage.
+    pub fn copies_base_data(self) -> bool {
+        matches!(
+            self,
+            Self::InitBaseDataAndStreamShard | Self::ProcessBaseData
+        )
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
 #[repr(i32)]
 pub enum ActionType {
@@ -142,6 +222,18 @@ pub struct TunnelInfo {
     pub create_time: Option<i64>,
 }
 
+impl TunnelInfo {
+    /// The stage, if the service named one this crate knows.
+    pub fn stage(&self) -> Option<TunnelStage> {
+        TunnelStage::from_name(&self.stage)
+    }
+
+    /// The tunnel's type, if the service named one this crate knows.
+    pub fn kind(&self) -> Option<TunnelType> {
+        TunnelType::from_name(&self.tunnel_type)
+    }
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ListTunnelResponse {
     #[prost(message, repeated, tag = "1")]
@@ -175,6 +267,22 @@ pub struct ChannelInfo {
     pub channel_rpo: Option<i64>,
     #[prost(int64, optional, tag = "6")]
     pub channel_count: Option<i64>,
+}
+
+impl ChannelInfo {
+    /// The channel's status, if the service named one this crate knows.
+    pub fn status(&self) -> Option<ChannelStatus> {
+        self.channel_status
+            .as_deref()
+            .and_then(ChannelStatus::from_name)
+    }
+
+    /// What the channel delivers, if the service named a type this crate knows.
+    pub fn kind(&self) -> Option<ChannelType> {
+        self.channel_type
+            .as_deref()
+            .and_then(ChannelType::from_name)
+    }
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -1,30 +1,34 @@
-//! The transforms under test: the native passthrough, and a wrapper timing whichever transform
-//! it holds (and optionally observing every record as it reaches the transform).
+//! The processors under test: the native passthrough, and a wrapper timing whichever processor
+//! it holds (and optionally observing every record as it reaches the processor).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ots_client::tunnel::TunnelRecord;
 use ots_protocol::model::RowChange;
-use ots_replicator::apply::{RecordTransform, TransformError};
+use ots_protocol::record::TunnelRecord;
+use ots_replicator::processor::{Processor, ProcessorError};
 
 /// Every record becomes the row change it carries, with no sandbox: the baseline the `replicate`
 /// guest is compared with.
 pub struct NativePassthrough;
 
-impl RecordTransform for NativePassthrough {
-    fn transform(&self, records: &[TunnelRecord]) -> Result<Vec<RowChange>, TransformError> {
+impl Processor for NativePassthrough {
+    fn name(&self) -> &str {
+        "native passthrough"
+    }
+
+    fn process(&self, records: &[TunnelRecord]) -> Result<Vec<RowChange>, ProcessorError> {
         Ok(records.iter().map(|r| r.change.clone()).collect())
     }
 }
 
-/// Called with each batch of records before it is transformed.
+/// Called with each batch of records before it is processed.
 pub type Observer = Box<dyn Fn(&[TunnelRecord]) + Send + Sync>;
 
-/// Wraps a transform, adding up the time spent in it.
+/// Wraps a processor, adding up the time spent in it.
 pub struct Timed {
-    inner: Arc<dyn RecordTransform>,
+    inner: Arc<dyn Processor>,
     observer: Option<Observer>,
     nanos: AtomicU64,
     calls: AtomicU64,
@@ -32,7 +36,7 @@ pub struct Timed {
 
 impl Timed {
     /// Times `inner`; `observer` sees every batch first.
-    pub fn new(inner: Arc<dyn RecordTransform>, observer: Option<Observer>) -> Self {
+    pub fn new(inner: Arc<dyn Processor>, observer: Option<Observer>) -> Self {
         Self {
             inner,
             observer,
@@ -41,7 +45,7 @@ impl Timed {
         }
     }
 
-    /// Total time spent in the inner transform, and how many calls.
+    /// Total time spent in the inner processor, and how many calls.
     pub fn spent(&self) -> (Duration, u64) {
         (
             Duration::from_nanos(self.nanos.load(Ordering::Relaxed)),
@@ -50,13 +54,17 @@ impl Timed {
     }
 }
 
-impl RecordTransform for Timed {
-    fn transform(&self, records: &[TunnelRecord]) -> Result<Vec<RowChange>, TransformError> {
+impl Processor for Timed {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn process(&self, records: &[TunnelRecord]) -> Result<Vec<RowChange>, ProcessorError> {
         if let Some(observe) = &self.observer {
             observe(records);
         }
         let started = Instant::now();
-        let result = self.inner.transform(records);
+        let result = self.inner.process(records);
         self.nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.calls.fetch_add(1, Ordering::Relaxed);

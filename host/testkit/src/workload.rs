@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::Context as _;
-use ots_client::Client;
 use ots_client::rows::MAX_BATCH_WRITE_ROWS;
+use ots_client::{Client, ClientError};
 use ots_protocol::model::{
     Cell, ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value,
 };
@@ -16,6 +15,32 @@ use ots_protocol::pb::table::{
     CapacityUnit, CreateTableRequest, PrimaryKeySchema, PrimaryKeyType, ReservedThroughput,
     StreamSpecification, TableMeta, TableOptions,
 };
+
+/// Why the workload could not write.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    /// A call to the server failed.
+    #[error("{action}")]
+    Call {
+        /// What was being done, naming the table.
+        action: String,
+        /// The failure.
+        #[source]
+        source: ClientError,
+    },
+    /// A row of a batch failed for good.
+    #[error("a row of a batch to {table} failed")]
+    Row {
+        /// The table.
+        table: String,
+        /// The row's failure.
+        #[source]
+        source: ClientError,
+    },
+    /// A writer task panicked.
+    #[error("a {0} task panicked")]
+    Panicked(&'static str),
+}
 
 /// Versions the source table keeps per column.
 pub const SOURCE_MAX_VERSIONS: i32 = 3;
@@ -29,7 +54,7 @@ pub fn key(id: i64) -> PrimaryKey {
 }
 
 /// Creates `table` with an integer key `id`, three versions per column and a stream.
-pub async fn create_source_table(client: &Client, table: &str) -> anyhow::Result<()> {
+pub async fn create_source_table(client: &Client, table: &str) -> Result<(), WorkloadError> {
     let request = CreateTableRequest {
         table_meta: TableMeta {
             table_name: table.to_owned(),
@@ -61,7 +86,10 @@ pub async fn create_source_table(client: &Client, table: &str) -> anyhow::Result
     client
         .create_table(&request)
         .await
-        .with_context(|| format!("creating source table {table}"))
+        .map_err(|source| WorkloadError::Call {
+            action: format!("creating source table {table}"),
+            source,
+        })
 }
 
 fn now_millis() -> i64 {
@@ -109,7 +137,7 @@ pub async fn fill(
     rows: i64,
     parallel: usize,
     on_batch: impl Fn(usize) + Send + Sync + 'static,
-) -> anyhow::Result<()> {
+) -> Result<(), WorkloadError> {
     let on_batch = Arc::new(on_batch);
     let chunk = MAX_BATCH_WRITE_ROWS as i64;
     let parallel = parallel.max(1) as i64;
@@ -128,24 +156,34 @@ pub async fn fill(
                 on_batch(batch.len());
                 start += chunk * parallel;
             }
-            anyhow::Ok(())
+            Ok::<_, WorkloadError>(())
         }));
     }
     for task in tasks {
-        task.await.context("fill task panicked")??;
+        task.await.map_err(|_| WorkloadError::Panicked("fill"))??;
     }
     Ok(())
 }
 
 /// Writes `batch` to `table` with the client's retries (the rows carry their timestamps, so
 /// resending is safe); a row that fails for good is an error.
-pub async fn write_all(client: &Client, table: &str, batch: &[RowChange]) -> anyhow::Result<()> {
+pub async fn write_all(
+    client: &Client,
+    table: &str,
+    batch: &[RowChange],
+) -> Result<(), WorkloadError> {
     let outcomes = client
         .write_rows_with_retry(table, batch, true)
         .await
-        .with_context(|| format!("writing {} rows to {table}", batch.len()))?;
-    if let Some(error) = outcomes.into_iter().find_map(Result::err) {
-        anyhow::bail!("a row of a batch to {table} failed: {error}");
+        .map_err(|source| WorkloadError::Call {
+            action: format!("writing {} rows to {table}", batch.len()),
+            source,
+        })?;
+    if let Some(source) = outcomes.into_iter().find_map(Result::err) {
+        return Err(WorkloadError::Row {
+            table: table.to_owned(),
+            source,
+        });
     }
     Ok(())
 }
@@ -192,7 +230,7 @@ pub fn random_change(rng: &mut impl rand::Rng, id_space: i64, timestamp: i64) ->
 pub struct WriteLoad {
     stop: Arc<AtomicBool>,
     written: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), WorkloadError>>,
 }
 
 impl WriteLoad {
@@ -240,9 +278,11 @@ impl WriteLoad {
     }
 
     /// Stops after the batch in flight; returns how many changes were written in all.
-    pub async fn stop(self) -> anyhow::Result<u64> {
+    pub async fn stop(self) -> Result<u64, WorkloadError> {
         self.stop.store(true, Ordering::Relaxed);
-        self.task.await.context("write load panicked")??;
+        self.task
+            .await
+            .map_err(|_| WorkloadError::Panicked("write load"))??;
         Ok(self.written.load(Ordering::Relaxed))
     }
 }
@@ -250,7 +290,11 @@ impl WriteLoad {
 /// Writes and then deletes a marker row per key in `ids`, leaving the table's rows as they
 /// were. Done after an end time, it gives every channel a record past the end without changing
 /// what the destination should hold.
-pub async fn touch_and_remove(client: &Client, table: &str, ids: &[i64]) -> anyhow::Result<()> {
+pub async fn touch_and_remove(
+    client: &Client,
+    table: &str,
+    ids: &[i64],
+) -> Result<(), WorkloadError> {
     let ts = now_millis();
     let puts: Vec<RowChange> = ids.iter().map(|&id| initial_row(id, ts)).collect();
     write_all(client, table, &puts).await?;

@@ -1,0 +1,971 @@
+//! Tablestore's data-model rules as pure functions: what a table definition may be, which keys
+//! and changes a table accepts, how a change merges into a stored row (versions, timestamps,
+//! increments, conditions), auto-increment values, and what a read returns of a row (TTL,
+//! columns, versions). [`crate::store`] does the I/O around them.
+
+use std::collections::HashSet;
+
+use ots_protocol::error::ErrorCode;
+use ots_protocol::model::{
+    Cell, ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyValue, Row, RowChange, RowExistence, Value,
+};
+use ots_protocol::pb::table::{CreateTableRequest, PrimaryKeyOption, PrimaryKeyType, TableOptions};
+
+use crate::error::ApiError;
+
+/// Most columns a row may have.
+pub const MAX_COLUMNS_PER_ROW: usize = 1024;
+/// Longest column name, in bytes.
+pub const MAX_COLUMN_NAME_LEN: usize = 255;
+/// Largest string or binary value, in bytes.
+pub const MAX_VALUE_LEN: usize = 2 * 1024 * 1024;
+/// Largest string or binary primary key value, in bytes.
+pub const MAX_PK_VALUE_LEN: usize = 1024;
+/// Max time deviation of a table that does not set one, in seconds.
+pub const DEFAULT_DEVIATION_SECS: i64 = 86_400;
+
+/// A table's definition as stored: the CreateTableRequest with every option filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableInfo {
+    /// The normalized CreateTableRequest ([`normalize_table`]).
+    pub definition: CreateTableRequest,
+    /// When the table was created (ms since the epoch).
+    pub created_at_ms: i64,
+}
+
+impl TableInfo {
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.definition.table_meta.table_name
+    }
+
+    /// How long cells live, in ms; `None` for ever.
+    pub fn ttl_ms(&self) -> Option<i64> {
+        let ttl = self.options().time_to_live.unwrap_or(-1);
+        (ttl > 0).then(|| i64::from(ttl) * 1000)
+    }
+
+    /// Versions kept per column.
+    pub fn max_versions(&self) -> usize {
+        self.options().max_versions.unwrap_or(1).max(1) as usize
+    }
+
+    /// How far from now a written timestamp may be, in ms.
+    pub fn deviation_ms(&self) -> i64 {
+        self.options()
+            .deviation_cell_version_in_sec
+            .unwrap_or(DEFAULT_DEVIATION_SECS)
+            .saturating_mul(1000)
+    }
+
+    /// The table's options (always present once normalized).
+    pub fn options(&self) -> &TableOptions {
+        const NONE: &TableOptions = &TableOptions {
+            time_to_live: None,
+            max_versions: None,
+            deviation_cell_version_in_sec: None,
+            allow_update: None,
+        };
+        self.definition.table_options.as_ref().unwrap_or(NONE)
+    }
+
+    /// Whether the table has a stream enabled.
+    pub fn stream_enabled(&self) -> bool {
+        self.definition
+            .stream_spec
+            .as_ref()
+            .is_some_and(|s| s.enable_stream)
+    }
+
+    fn is_key_column(&self, name: &str) -> bool {
+        self.definition
+            .table_meta
+            .primary_key
+            .iter()
+            .any(|p| p.name == name)
+    }
+}
+
+/// Validates a CreateTable request and fills in the options it leaves out (TTL −1, one
+/// version, one day of max time deviation), as the service stores them.
+pub fn normalize_table(request: &mut CreateTableRequest) -> Result<(), ApiError> {
+    validate_table_name(&request.table_meta.table_name)?;
+    let schema = &request.table_meta.primary_key;
+    if schema.is_empty() || schema.len() > 4 {
+        return Err(ApiError::invalid(format!(
+            "The number of primary key columns must be in range: [1, 4], got {}.",
+            schema.len()
+        )));
+    }
+    let mut names = HashSet::new();
+    for column in schema {
+        validate_column_name(&column.name)?;
+        if !names.insert(column.name.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "Duplicated primary key name: '{}'.",
+                column.name
+            )));
+        }
+        if PrimaryKeyType::try_from(column.r#type).is_err() {
+            return Err(ApiError::invalid(format!(
+                "Invalid type of primary key '{}'.",
+                column.name
+            )));
+        }
+        if column.option == Some(PrimaryKeyOption::AutoIncrement as i32)
+            && column.r#type != PrimaryKeyType::Integer as i32
+        {
+            return Err(ApiError::invalid(
+                "Auto-increment primary key must be of type INTEGER.",
+            ));
+        }
+    }
+    let options = request.table_options.get_or_insert_default();
+    let ttl = *options.time_to_live.get_or_insert(-1);
+    let versions = *options.max_versions.get_or_insert(1);
+    let deviation = *options
+        .deviation_cell_version_in_sec
+        .get_or_insert(DEFAULT_DEVIATION_SECS);
+    if ttl == 0 || ttl < -1 {
+        return Err(ApiError::invalid(format!("Invalid time_to_live: {ttl}.")));
+    }
+    if versions <= 0 {
+        return Err(ApiError::invalid(format!(
+            "Invalid max_versions: {versions}."
+        )));
+    }
+    if deviation <= 0 {
+        return Err(ApiError::invalid(format!(
+            "Invalid deviation_cell_version_in_sec: {deviation}."
+        )));
+    }
+    Ok(())
+}
+
+/// Table names: a letter or `_`, then letters, digits and `_`; at most 255 bytes.
+pub fn validate_table_name(name: &str) -> Result<(), ApiError> {
+    if !is_identifier(name, 255) {
+        return Err(ApiError::invalid(format!("Invalid table name: '{name}'.")));
+    }
+    Ok(())
+}
+
+/// Column names follow the table-name rule, at most [`MAX_COLUMN_NAME_LEN`] bytes.
+pub fn validate_column_name(name: &str) -> Result<(), ApiError> {
+    if !is_identifier(name, MAX_COLUMN_NAME_LEN) {
+        return Err(ApiError::invalid(format!("Invalid column name: '{name}'.")));
+    }
+    Ok(())
+}
+
+fn is_identifier(name: &str, max_len: usize) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= max_len
+}
+
+/// Checks a key against the schema: the same columns in order, matching types, values within
+/// the size limit. `bound` allows −inf/+inf (range bounds).
+pub fn check_primary_key(info: &TableInfo, pk: &PrimaryKey, bound: bool) -> Result<(), ApiError> {
+    let schema = &info.definition.table_meta.primary_key;
+    if pk.0.len() != schema.len() {
+        return Err(ApiError::invalid(format!(
+            "The number of primary key columns must be {}, got {}.",
+            schema.len(),
+            pk.0.len()
+        )));
+    }
+    for (column, def) in pk.0.iter().zip(schema) {
+        if column.name != def.name {
+            return Err(ApiError::invalid(format!(
+                "The name of primary key column mismatch: expected '{}', got '{}'.",
+                def.name, column.name
+            )));
+        }
+        let ok = match (&column.value, PrimaryKeyType::try_from(def.r#type)) {
+            (PrimaryKeyValue::Integer(_), Ok(PrimaryKeyType::Integer)) => true,
+            (PrimaryKeyValue::String(s), Ok(PrimaryKeyType::String)) => s.len() <= MAX_PK_VALUE_LEN,
+            (PrimaryKeyValue::Binary(b), Ok(PrimaryKeyType::Binary)) => b.len() <= MAX_PK_VALUE_LEN,
+            (PrimaryKeyValue::InfMin | PrimaryKeyValue::InfMax, _) => bound,
+            _ => false,
+        };
+        if !ok {
+            return Err(ApiError::invalid(format!(
+                "Invalid value of primary key column '{}': {:?}.",
+                column.name, column.value
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the auto-increment placeholders of a PutRow with the values after `last` (the
+/// table's last assigned value); returns the new last value.
+pub fn assign_auto_increment(
+    info: &TableInfo,
+    change: &mut RowChange,
+    last: i64,
+) -> Result<i64, ApiError> {
+    let is_put = matches!(change, RowChange::Put { .. });
+    let pk = match change {
+        RowChange::Put { primary_key, .. }
+        | RowChange::Update { primary_key, .. }
+        | RowChange::Delete { primary_key } => primary_key,
+    };
+    let mut last = last;
+    for (column, def) in pk.0.iter_mut().zip(&info.definition.table_meta.primary_key) {
+        if column.value != PrimaryKeyValue::AutoIncrement {
+            continue;
+        }
+        if !is_put || def.option != Some(PrimaryKeyOption::AutoIncrement as i32) {
+            return Err(ApiError::invalid(format!(
+                "Primary key column '{}' cannot take an auto-increment value here.",
+                column.name
+            )));
+        }
+        last += 1;
+        column.value = PrimaryKeyValue::Integer(last);
+    }
+    Ok(last)
+}
+
+/// Checks a change's attribute columns: valid names that are not key columns, values within
+/// the size limit, timestamps within the table's max time deviation of `now_ms`.
+pub fn validate_change(info: &TableInfo, change: &RowChange, now_ms: i64) -> Result<(), ApiError> {
+    let deviation = info.deviation_ms();
+    let check_ts = |name: &str, ts: i64| {
+        if (ts - now_ms).abs() > deviation {
+            return Err(ApiError::invalid(format!(
+                "The timestamp {ts} of column '{name}' is out of the table's max time deviation ({} s).",
+                deviation / 1000
+            )));
+        }
+        Ok(())
+    };
+    let check_name = |name: &str| {
+        validate_column_name(name)?;
+        if info.is_key_column(name) {
+            return Err(ApiError::invalid(format!(
+                "Attribute column '{name}' has the name of a primary key column."
+            )));
+        }
+        Ok(())
+    };
+    let check_value = |name: &str, value: &Value| {
+        let len = match value {
+            Value::String(s) => s.len(),
+            Value::Binary(b) => b.len(),
+            _ => 0,
+        };
+        if len > MAX_VALUE_LEN {
+            return Err(ApiError::new(
+                ErrorCode::OutOfRowSizeLimit,
+                format!("The value of column '{name}' is larger than {MAX_VALUE_LEN} bytes."),
+            ));
+        }
+        Ok(())
+    };
+    match change {
+        RowChange::Put { cells, .. } => {
+            for cell in cells {
+                check_name(&cell.name)?;
+                check_value(&cell.name, &cell.value)?;
+                if let Some(ts) = cell.timestamp {
+                    check_ts(&cell.name, ts)?;
+                }
+            }
+        }
+        RowChange::Update { updates, .. } => {
+            if updates.is_empty() {
+                return Err(ApiError::invalid("No column to update."));
+            }
+            for update in updates {
+                check_name(&update.name)?;
+                if let ColumnOp::Put { value, timestamp } = &update.op {
+                    check_value(&update.name, value)?;
+                    if let Some(ts) = timestamp {
+                        check_ts(&update.name, *ts)?;
+                    }
+                }
+            }
+        }
+        RowChange::Delete { .. } => {}
+    }
+    Ok(())
+}
+
+/// A change merged into a row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merged {
+    /// The row to store, or `None` when the row is deleted.
+    pub row: Option<Row>,
+    /// The change as it took effect, for the stream: server-assigned timestamps filled in,
+    /// increments resolved to puts of their result.
+    pub effective: RowChange,
+}
+
+/// Merges `change` into the stored row `existing` (cells sorted by name, newest first), after
+/// checking the row existence condition. Cells without a timestamp get `now_ms`; a PutRow
+/// replaces the whole row, an UpdateRow edits versions column by column; the result keeps at
+/// most the table's max versions and columns.
+pub fn merge(
+    info: &TableInfo,
+    existing: Option<Row>,
+    change: RowChange,
+    existence: RowExistence,
+    now_ms: i64,
+) -> Result<Merged, ApiError> {
+    match (existence, existing.is_some()) {
+        (RowExistence::ExpectExist, false) | (RowExistence::ExpectNotExist, true) => {
+            return Err(ApiError::new(
+                ErrorCode::ConditionCheckFail,
+                "Condition check failed.",
+            ));
+        }
+        _ => {}
+    }
+    if matches!(change, RowChange::Update { .. }) && existence == RowExistence::ExpectNotExist {
+        return Err(ApiError::invalid(
+            "Invalid condition: EXPECT_NOT_EXIST while updating row.",
+        ));
+    }
+    let (row, effective) = match change {
+        RowChange::Delete { primary_key } => (None, RowChange::Delete { primary_key }),
+        RowChange::Put { primary_key, cells } => {
+            let cells: Vec<Cell> = cells
+                .into_iter()
+                .map(|c| Cell {
+                    timestamp: Some(c.timestamp.unwrap_or(now_ms)),
+                    ..c
+                })
+                .collect();
+            let row = Row {
+                primary_key: primary_key.clone(),
+                cells: cells.clone(),
+            };
+            (Some(row), RowChange::Put { primary_key, cells })
+        }
+        RowChange::Update {
+            primary_key,
+            updates,
+        } => {
+            let mut cells = existing.map(|r| r.cells).unwrap_or_default();
+            let mut effective = Vec::with_capacity(updates.len());
+            for update in updates {
+                let op = apply_update(&mut cells, &update.name, update.op, now_ms)?;
+                effective.push(ColumnUpdate {
+                    name: update.name,
+                    op,
+                });
+            }
+            let row = Row {
+                primary_key: primary_key.clone(),
+                cells,
+            };
+            let change = RowChange::Update {
+                primary_key,
+                updates: effective,
+            };
+            (Some(row), change)
+        }
+    };
+    let row = match row {
+        None => None,
+        Some(mut row) => {
+            normalize(&mut row.cells, info.max_versions());
+            let columns = row.cells.iter().map(|c| &c.name).collect::<HashSet<_>>();
+            if columns.len() > MAX_COLUMNS_PER_ROW {
+                return Err(ApiError::new(
+                    ErrorCode::OutOfColumnCountLimit,
+                    format!("The number of columns exceeds the limit: {MAX_COLUMNS_PER_ROW}."),
+                ));
+            }
+            Some(row)
+        }
+    };
+    Ok(Merged { row, effective })
+}
+
+/// Applies one column operation to a row's cells; returns the operation as it took effect.
+fn apply_update(
+    cells: &mut Vec<Cell>,
+    name: &str,
+    op: ColumnOp,
+    now_ms: i64,
+) -> Result<ColumnOp, ApiError> {
+    Ok(match op {
+        ColumnOp::Put { value, timestamp } => {
+            let ts = timestamp.unwrap_or(now_ms);
+            put_version(cells, name, value.clone(), ts);
+            ColumnOp::Put {
+                value,
+                timestamp: Some(ts),
+            }
+        }
+        ColumnOp::DeleteOneVersion { timestamp } => {
+            cells.retain(|c| !(c.name == name && c.timestamp == Some(timestamp)));
+            ColumnOp::DeleteOneVersion { timestamp }
+        }
+        ColumnOp::DeleteAllVersions => {
+            cells.retain(|c| c.name != name);
+            ColumnOp::DeleteAllVersions
+        }
+        ColumnOp::Increment { delta } => {
+            let current = cells
+                .iter()
+                .filter(|c| c.name == name)
+                .max_by_key(|c| c.timestamp)
+                .map(|c| match c.value {
+                    Value::Integer(i) => Ok(i),
+                    _ => Err(ApiError::invalid(format!(
+                        "Column '{name}' to increment is not an integer."
+                    ))),
+                })
+                .transpose()?
+                .unwrap_or(0);
+            let value = Value::Integer(current.wrapping_add(delta));
+            put_version(cells, name, value.clone(), now_ms);
+            ColumnOp::Put {
+                value,
+                timestamp: Some(now_ms),
+            }
+        }
+    })
+}
+
+/// Writes one version of a column, replacing a version with the same timestamp.
+pub fn put_version(cells: &mut Vec<Cell>, name: &str, value: Value, timestamp: i64) {
+    cells.retain(|c| !(c.name == name && c.timestamp == Some(timestamp)));
+    cells.push(Cell {
+        name: name.to_owned(),
+        value,
+        timestamp: Some(timestamp),
+    });
+}
+
+/// Sorts cells by name, newest version first, and drops versions beyond `max_versions`.
+pub fn normalize(cells: &mut Vec<Cell>, max_versions: usize) {
+    cells.sort_by(|a, b| a.name.cmp(&b.name).then(b.timestamp.cmp(&a.timestamp)));
+    cells.dedup_by(|b, a| a.name == b.name && a.timestamp == b.timestamp);
+    let mut kept: Vec<Cell> = Vec::with_capacity(cells.len());
+    let mut run = 0;
+    for cell in cells.drain(..) {
+        run = if kept.last().is_some_and(|p| p.name == cell.name) {
+            run + 1
+        } else {
+            1
+        };
+        if run <= max_versions {
+            kept.push(cell);
+        }
+    }
+    *cells = kept;
+}
+
+/// What a read returns of each row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadSpec {
+    /// Columns to return; empty means all.
+    pub columns: Vec<String>,
+    /// Versions per column to return.
+    pub max_versions: usize,
+}
+
+/// Filters a stored row for a read: drops expired cells, keeps the requested columns and
+/// versions. A row left with no cells still exists (it was written with its key only) unless
+/// the read asked for specific columns or TTL expired all it had.
+pub fn project(mut row: Row, info: &TableInfo, spec: &ReadSpec, now_ms: i64) -> Option<Row> {
+    let had_cells = !row.cells.is_empty();
+    if let Some(ttl) = info.ttl_ms() {
+        row.cells
+            .retain(|c| c.timestamp.unwrap_or(i64::MAX) >= now_ms - ttl);
+    }
+    if had_cells && row.cells.is_empty() {
+        return None;
+    }
+    if !spec.columns.is_empty() {
+        row.cells.retain(|c| spec.columns.contains(&c.name));
+        if row.cells.is_empty() {
+            return None;
+        }
+    }
+    let mut kept = Vec::with_capacity(row.cells.len());
+    let mut current: Option<(String, usize)> = None;
+    for cell in row.cells {
+        let count = match &mut current {
+            Some((name, count)) if *name == cell.name => {
+                *count += 1;
+                *count
+            }
+            _ => {
+                current = Some((cell.name.clone(), 1));
+                1
+            }
+        };
+        if count <= spec.max_versions {
+            kept.push(cell);
+        }
+    }
+    row.cells = kept;
+    Some(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ots_protocol::model::PrimaryKeyColumn;
+    use ots_protocol::pb::table::{CapacityUnit, PrimaryKeySchema, ReservedThroughput, TableMeta};
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn request(keys: &[(&str, PrimaryKeyType, bool)]) -> CreateTableRequest {
+        CreateTableRequest {
+            table_meta: TableMeta {
+                table_name: "t".into(),
+                primary_key: keys
+                    .iter()
+                    .map(|(name, kind, auto)| PrimaryKeySchema {
+                        name: (*name).into(),
+                        r#type: *kind as i32,
+                        option: auto.then_some(PrimaryKeyOption::AutoIncrement as i32),
+                    })
+                    .collect(),
+                defined_column: vec![],
+            },
+            reserved_throughput: ReservedThroughput {
+                capacity_unit: CapacityUnit::default(),
+            },
+            table_options: None,
+            partitions: vec![],
+            stream_spec: None,
+        }
+    }
+
+    /// A table keyed by integer `id`, keeping `versions` versions, with `ttl_secs` (−1: none).
+    fn table(versions: i32, ttl_secs: i32) -> TableInfo {
+        let mut definition = request(&[("id", PrimaryKeyType::Integer, false)]);
+        definition.table_options = Some(TableOptions {
+            time_to_live: Some(ttl_secs),
+            max_versions: Some(versions),
+            deviation_cell_version_in_sec: None,
+            allow_update: None,
+        });
+        normalize_table(&mut definition).unwrap();
+        TableInfo {
+            definition,
+            created_at_ms: 0,
+        }
+    }
+
+    fn key(id: i64) -> PrimaryKey {
+        PrimaryKey(vec![PrimaryKeyColumn {
+            name: "id".into(),
+            value: PrimaryKeyValue::Integer(id),
+        }])
+    }
+
+    fn cell(name: &str, value: i64, ts: i64) -> Cell {
+        Cell {
+            name: name.into(),
+            value: Value::Integer(value),
+            timestamp: Some(ts),
+        }
+    }
+
+    fn row(cells: Vec<Cell>) -> Row {
+        Row {
+            primary_key: key(1),
+            cells,
+        }
+    }
+
+    fn update(ops: Vec<(&str, ColumnOp)>) -> RowChange {
+        RowChange::Update {
+            primary_key: key(1),
+            updates: ops
+                .into_iter()
+                .map(|(name, op)| ColumnUpdate {
+                    name: name.into(),
+                    op,
+                })
+                .collect(),
+        }
+    }
+
+    fn merged_cells(info: &TableInfo, existing: Option<Row>, change: RowChange) -> Vec<Cell> {
+        merge(info, existing, change, RowExistence::Ignore, NOW)
+            .unwrap()
+            .row
+            .unwrap()
+            .cells
+    }
+
+    #[test]
+    fn a_new_table_gets_the_service_defaults() {
+        let mut definition = request(&[("id", PrimaryKeyType::Integer, false)]);
+        normalize_table(&mut definition).unwrap();
+        let options = definition.table_options.unwrap();
+        assert_eq!(options.time_to_live, Some(-1));
+        assert_eq!(options.max_versions, Some(1));
+        assert_eq!(
+            options.deviation_cell_version_in_sec,
+            Some(DEFAULT_DEVIATION_SECS)
+        );
+    }
+
+    #[test]
+    fn table_definitions_are_checked() {
+        let invalid = |mut r: CreateTableRequest| normalize_table(&mut r).unwrap_err().message;
+        assert!(invalid(request(&[])).contains("must be in range: [1, 4], got 0"));
+        let five = [("a", PrimaryKeyType::Integer, false); 5];
+        assert!(invalid(request(&five)).contains("got 5"));
+        let twice = [
+            ("a", PrimaryKeyType::Integer, false),
+            ("a", PrimaryKeyType::String, false),
+        ];
+        assert!(invalid(request(&twice)).contains("Duplicated primary key name: 'a'"));
+        let auto_string = [("a", PrimaryKeyType::String, true)];
+        assert!(invalid(request(&auto_string)).contains("must be of type INTEGER"));
+        let mut bad_name = request(&[("a", PrimaryKeyType::Integer, false)]);
+        bad_name.table_meta.table_name = "1t".into();
+        assert_eq!(invalid(bad_name), "Invalid table name: '1t'.");
+        for (ttl, versions, deviation, message) in [
+            (0, 1, 1, "Invalid time_to_live: 0."),
+            (-2, 1, 1, "Invalid time_to_live: -2."),
+            (-1, 0, 1, "Invalid max_versions: 0."),
+            (-1, 1, 0, "Invalid deviation_cell_version_in_sec: 0."),
+        ] {
+            let mut r = request(&[("a", PrimaryKeyType::Integer, false)]);
+            r.table_options = Some(TableOptions {
+                time_to_live: Some(ttl),
+                max_versions: Some(versions),
+                deviation_cell_version_in_sec: Some(deviation),
+                allow_update: None,
+            });
+            assert_eq!(invalid(r), message);
+        }
+    }
+
+    #[test]
+    fn keys_must_match_the_schema() {
+        let info = table(1, -1);
+        assert!(check_primary_key(&info, &key(1), false).is_ok());
+        let named = |name: &str, value| {
+            PrimaryKey(vec![PrimaryKeyColumn {
+                name: name.into(),
+                value,
+            }])
+        };
+        let err = check_primary_key(&info, &named("x", PrimaryKeyValue::Integer(1)), false);
+        assert!(err.unwrap_err().message.contains("expected 'id', got 'x'"));
+        let err = check_primary_key(
+            &info,
+            &named("id", PrimaryKeyValue::String("a".into())),
+            false,
+        );
+        assert!(err.unwrap_err().message.contains("Invalid value"));
+        let inf = named("id", PrimaryKeyValue::InfMax);
+        assert!(
+            check_primary_key(&info, &inf, false).is_err(),
+            "inf only in bounds"
+        );
+        assert!(check_primary_key(&info, &inf, true).is_ok());
+        let err = check_primary_key(&info, &PrimaryKey(vec![]), false).unwrap_err();
+        assert!(err.message.contains("must be 1, got 0"));
+    }
+
+    #[test]
+    fn auto_increment_fills_placeholders_of_puts_only() {
+        let mut definition = request(&[
+            ("p", PrimaryKeyType::String, false),
+            ("seq", PrimaryKeyType::Integer, true),
+        ]);
+        normalize_table(&mut definition).unwrap();
+        let info = TableInfo {
+            definition,
+            created_at_ms: 0,
+        };
+        let pk = PrimaryKey(vec![
+            PrimaryKeyColumn {
+                name: "p".into(),
+                value: PrimaryKeyValue::String("a".into()),
+            },
+            PrimaryKeyColumn {
+                name: "seq".into(),
+                value: PrimaryKeyValue::AutoIncrement,
+            },
+        ]);
+        let mut put = RowChange::Put {
+            primary_key: pk.clone(),
+            cells: vec![],
+        };
+        assert_eq!(assign_auto_increment(&info, &mut put, 41).unwrap(), 42);
+        assert_eq!(put.primary_key().0[1].value, PrimaryKeyValue::Integer(42));
+        let mut delete = RowChange::Delete { primary_key: pk };
+        let err = assign_auto_increment(&info, &mut delete, 42).unwrap_err();
+        assert!(err.message.contains("cannot take an auto-increment value"));
+        let mut plain = RowChange::Delete {
+            primary_key: put.primary_key().clone(),
+        };
+        assert_eq!(
+            assign_auto_increment(&info, &mut plain, 42).unwrap(),
+            42,
+            "no placeholder, no value used"
+        );
+    }
+
+    #[test]
+    fn changes_are_validated_against_the_table() {
+        let info = table(1, -1);
+        let put = |name: &str, value: Value, ts: Option<i64>| RowChange::Put {
+            primary_key: key(1),
+            cells: vec![Cell {
+                name: name.into(),
+                value,
+                timestamp: ts,
+            }],
+        };
+        assert!(validate_change(&info, &put("c", Value::Integer(1), Some(NOW)), NOW).is_ok());
+        let old = validate_change(
+            &info,
+            &put("c", Value::Integer(1), Some(NOW - 86_401_000)),
+            NOW,
+        );
+        assert!(
+            old.unwrap_err()
+                .message
+                .contains("out of the table's max time deviation (86400 s)")
+        );
+        let key_name = validate_change(&info, &put("id", Value::Integer(1), None), NOW);
+        assert!(
+            key_name
+                .unwrap_err()
+                .message
+                .contains("has the name of a primary key column")
+        );
+        let big = Value::Binary(vec![0; MAX_VALUE_LEN + 1]);
+        let err = validate_change(&info, &put("c", big, None), NOW).unwrap_err();
+        assert_eq!(err.code, ErrorCode::OutOfRowSizeLimit);
+        let err = validate_change(&info, &update(vec![]), NOW).unwrap_err();
+        assert_eq!(err.message, "No column to update.");
+        let bad_name = update(vec![("9x", ColumnOp::DeleteAllVersions)]);
+        assert!(validate_change(&info, &bad_name, NOW).is_err());
+    }
+
+    #[test]
+    fn a_put_replaces_the_row_and_stamps_cells_without_a_timestamp() {
+        let info = table(3, -1);
+        let existing = row(vec![cell("old", 1, 5)]);
+        let change = RowChange::Put {
+            primary_key: key(1),
+            cells: vec![Cell {
+                name: "new".into(),
+                value: Value::Integer(2),
+                timestamp: None,
+            }],
+        };
+        let merged = merge(&info, Some(existing), change, RowExistence::Ignore, NOW).unwrap();
+        assert_eq!(merged.row.unwrap().cells, vec![cell("new", 2, NOW)]);
+        assert_eq!(
+            merged.effective,
+            RowChange::Put {
+                primary_key: key(1),
+                cells: vec![cell("new", 2, NOW)]
+            },
+            "the stream records the timestamp the server chose"
+        );
+    }
+
+    #[test]
+    fn an_update_edits_versions_column_by_column() {
+        let info = table(3, -1);
+        let existing = row(vec![cell("a", 1, 10), cell("a", 2, 20), cell("b", 3, 10)]);
+        let change = update(vec![
+            (
+                "a",
+                ColumnOp::Put {
+                    value: Value::Integer(9),
+                    timestamp: Some(20),
+                },
+            ),
+            ("b", ColumnOp::DeleteAllVersions),
+            ("a", ColumnOp::DeleteOneVersion { timestamp: 10 }),
+        ]);
+        assert_eq!(
+            merged_cells(&info, Some(existing), change),
+            vec![cell("a", 9, 20)],
+            "the put replaced version 20, version 10 was deleted, b is gone"
+        );
+    }
+
+    #[test]
+    fn an_update_of_a_missing_row_creates_it() {
+        let info = table(1, -1);
+        let change = update(vec![(
+            "a",
+            ColumnOp::Put {
+                value: Value::Integer(1),
+                timestamp: Some(7),
+            },
+        )]);
+        assert_eq!(merged_cells(&info, None, change), vec![cell("a", 1, 7)]);
+    }
+
+    #[test]
+    fn an_increment_adds_to_the_newest_version_and_is_recorded_as_a_put() {
+        let info = table(2, -1);
+        let existing = row(vec![cell("n", 10, 2), cell("n", 1, 1)]);
+        let merged = merge(
+            &info,
+            Some(existing),
+            update(vec![("n", ColumnOp::Increment { delta: 5 })]),
+            RowExistence::Ignore,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            merged.row.unwrap().cells,
+            vec![cell("n", 15, NOW), cell("n", 10, 2)],
+            "newest first, the oldest dropped at two versions"
+        );
+        assert_eq!(
+            merged.effective,
+            update(vec![(
+                "n",
+                ColumnOp::Put {
+                    value: Value::Integer(15),
+                    timestamp: Some(NOW)
+                }
+            )])
+        );
+        let text = row(vec![Cell {
+            name: "n".into(),
+            value: Value::String("x".into()),
+            timestamp: Some(1),
+        }]);
+        let err = merge(
+            &info,
+            Some(text),
+            update(vec![("n", ColumnOp::Increment { delta: 1 })]),
+            RowExistence::Ignore,
+            NOW,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("is not an integer"));
+    }
+
+    #[test]
+    fn a_delete_removes_the_row() {
+        let info = table(1, -1);
+        let merged = merge(
+            &info,
+            Some(row(vec![cell("a", 1, 1)])),
+            RowChange::Delete {
+                primary_key: key(1),
+            },
+            RowExistence::Ignore,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(merged.row, None);
+    }
+
+    #[test]
+    fn row_existence_conditions_are_checked_first() {
+        let info = table(1, -1);
+        let put = RowChange::Put {
+            primary_key: key(1),
+            cells: vec![],
+        };
+        let existing = Some(row(vec![]));
+        let check = |existing: Option<Row>, change: RowChange, existence| {
+            merge(&info, existing, change, existence, NOW).map(|_| ())
+        };
+        let failed = check(existing.clone(), put.clone(), RowExistence::ExpectNotExist);
+        assert_eq!(failed.unwrap_err().code, ErrorCode::ConditionCheckFail);
+        let failed = check(None, put.clone(), RowExistence::ExpectExist);
+        assert_eq!(failed.unwrap_err().code, ErrorCode::ConditionCheckFail);
+        assert!(check(existing.clone(), put.clone(), RowExistence::ExpectExist).is_ok());
+        assert!(check(None, put, RowExistence::ExpectNotExist).is_ok());
+        let invalid = check(
+            None,
+            update(vec![("a", ColumnOp::DeleteAllVersions)]),
+            RowExistence::ExpectNotExist,
+        );
+        assert!(
+            invalid
+                .unwrap_err()
+                .message
+                .contains("EXPECT_NOT_EXIST while updating row")
+        );
+    }
+
+    #[test]
+    fn a_row_keeps_at_most_the_column_limit() {
+        let info = table(1, -1);
+        let cells = (0..=MAX_COLUMNS_PER_ROW as i64)
+            .map(|i| cell(&format!("c{i}"), i, 1))
+            .collect();
+        let change = RowChange::Put {
+            primary_key: key(1),
+            cells,
+        };
+        let err = merge(&info, None, change, RowExistence::Ignore, NOW).unwrap_err();
+        assert_eq!(err.code, ErrorCode::OutOfColumnCountLimit);
+    }
+
+    #[test]
+    fn normalize_sorts_by_name_then_newest_and_keeps_max_versions() {
+        let mut cells = vec![
+            cell("b", 1, 1),
+            cell("a", 1, 1),
+            cell("a", 3, 3),
+            cell("a", 2, 2),
+        ];
+        normalize(&mut cells, 2);
+        assert_eq!(
+            cells,
+            vec![cell("a", 3, 3), cell("a", 2, 2), cell("b", 1, 1)]
+        );
+    }
+
+    #[test]
+    fn reads_drop_expired_cells_and_keep_the_requested_columns_and_versions() {
+        let info = table(3, 10);
+        let spec = |columns: &[&str], max_versions| ReadSpec {
+            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+            max_versions,
+        };
+        let stored = row(vec![
+            cell("a", 3, NOW),
+            cell("a", 2, NOW - 1),
+            cell("a", 1, NOW - 20_000),
+            cell("b", 1, NOW),
+        ]);
+        assert_eq!(
+            project(stored.clone(), &info, &spec(&[], 3), NOW)
+                .unwrap()
+                .cells,
+            vec![cell("a", 3, NOW), cell("a", 2, NOW - 1), cell("b", 1, NOW)],
+            "the 20 s old version is past the 10 s TTL"
+        );
+        assert_eq!(
+            project(stored.clone(), &info, &spec(&["a"], 1), NOW)
+                .unwrap()
+                .cells,
+            vec![cell("a", 3, NOW)]
+        );
+        assert_eq!(project(stored.clone(), &info, &spec(&["c"], 1), NOW), None);
+        let expired = row(vec![cell("a", 1, NOW - 20_000)]);
+        assert_eq!(project(expired, &info, &spec(&[], 1), NOW), None);
+        let key_only = row(vec![]);
+        assert_eq!(
+            project(key_only.clone(), &info, &spec(&[], 1), NOW),
+            Some(key_only),
+            "a row written with its key only exists"
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! The server's state, shared by every request handler: the store, the tunnel service, who may
+//! call, and the failures to inject.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::ServerConfig;
+use crate::error::ApiError;
+use crate::store::{self, Store};
+use crate::tunnel::TunnelService;
+
+/// Injected failures for reliability tests. Rates are probabilities in `[0, 1]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultConfig {
+    /// Probability that a request fails whole with `OTSServerBusy` before it is applied.
+    pub error_rate: f64,
+    /// Extra latency added to every request.
+    pub latency: Duration,
+    /// Probability that a row of a BatchWriteRow fails with `OTSServerBusy` (not applied).
+    pub row_failure_rate: f64,
+}
+
+/// Shared state of the request handlers.
+pub struct ServerState {
+    /// The tables and rows.
+    pub store: Store,
+    /// The tunnel service.
+    pub tunnels: TunnelService,
+    /// Instance name clients must address.
+    pub instance_name: String,
+    /// Access key secrets by access key id.
+    pub access_keys: HashMap<String, String>,
+    /// Injected failures.
+    pub faults: FaultConfig,
+}
+
+impl ServerState {
+    /// Opens the database in `config.data_dir` and the services on it.
+    pub fn open(config: &ServerConfig) -> Result<Self, ApiError> {
+        let db = store::open_database(&config.data_dir)?;
+        Ok(Self {
+            store: Store::new(db.clone())?,
+            tunnels: TunnelService::new(db)?,
+            instance_name: config.instance_name.clone(),
+            access_keys: config.access_keys.iter().cloned().collect(),
+            faults: config.faults.clone(),
+        })
+    }
+}

@@ -1,0 +1,71 @@
+//! The processor stage of the pipeline: what each record becomes before it is written.
+//!
+//! In production the processor is a sandboxed WebAssembly guest ([`GuestProcessor`], loaded by
+//! [`load`] from the config's `[processor]` section); records it skips go to the
+//! [`DeadLetter`] file before their batch counts as done. A processor may name its own target
+//! table, which replaces the configured destination ([`crate::pipeline::destination_table`]).
+
+mod dead_letter;
+mod guest;
+
+use std::path::PathBuf;
+
+use ots_protocol::model::RowChange;
+use ots_protocol::record::TunnelRecord;
+use ots_sandbox::SandboxError;
+
+pub use dead_letter::DeadLetter;
+pub use guest::{GuestProcessor, LoadError, load};
+
+/// Decides each record's fate: the row changes a batch of records becomes.
+pub trait Processor: Send + Sync {
+    /// The processor's name, for logs and errors.
+    fn name(&self) -> &str;
+
+    /// The row changes for `records`, in the records' order. A record may become no change
+    /// (dropped) or one.
+    fn process(&self, records: &[TunnelRecord]) -> Result<Vec<RowChange>, ProcessorError>;
+
+    /// The table this processor writes to instead of the configured destination, if it chose
+    /// one.
+    fn target_table(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// Why a processor could not process a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    /// The guest failed or misbehaved: a trap, a deadline, the memory limit, invalid output,
+    /// or its own request to retry the batch or to stop.
+    #[error(transparent)]
+    Guest(#[from] SandboxError),
+    /// Records the guest skipped could not be set aside, so the batch must not count as done.
+    #[error("cannot write skipped records to the dead-letter file {path}")]
+    DeadLetter {
+        /// The dead-letter file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ProcessorError {
+    /// Whether processing the same batch again may succeed: the guest asked for a retry, or
+    /// the dead-letter file could not be written (a full disk may clear).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Guest(error) => error.is_retriable(),
+            Self::DeadLetter { .. } => true,
+        }
+    }
+
+    /// A short, stable name of the failure, for metric labels and log fields.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Guest(error) => error.kind.label(),
+            Self::DeadLetter { .. } => "dead_letter",
+        }
+    }
+}

@@ -5,6 +5,7 @@
 #   bash scripts/setup.sh          everything the tests need (what `scripts/test.sh` runs)
 #   bash scripts/setup.sh --demo   only what building and running the demo needs
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 demo_only=0
 case "${1:-}" in
@@ -37,6 +38,12 @@ fi
 python3 -c 'import tablestore' 2>/dev/null || {
   echo "setup: installing the official Python SDK (tablestore)"
   python3 -m pip install --quiet 'tablestore==6.4.8'
+}
+
+# The official Node SDK, pinned by the lock file, for the conformance tests of the local server.
+[ -d host/local-server/tests/node/node_modules/tablestore ] || {
+  echo "setup: installing the official Node SDK (tablestore, npm)"
+  (cd host/local-server/tests/node && npm ci --silent --no-audit --no-fund)
 }
 
 # Rust components used by the checks.

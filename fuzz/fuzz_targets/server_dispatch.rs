@@ -34,6 +34,7 @@ fn state() -> &'static ServerState {
                     option: None,
                 }],
                 defined_column: vec![],
+                ..Default::default()
             },
             reserved_throughput: ReservedThroughput {
                 capacity_unit: CapacityUnit::default(),
@@ -43,7 +44,9 @@ fn state() -> &'static ServerState {
             stream_spec: Some(StreamSpecification {
                 enable_stream: true,
                 expiration_time: None,
+                ..Default::default()
             }),
+            ..Default::default()
         };
         let _ = state.store.create_table(table, 0);
         state

@@ -54,8 +54,8 @@ fn render_status(description: &DescribeTunnelResponse, now: DateTime<Utc>) -> St
         tunnel.tunnel_type,
         tunnel.stage
     );
-    match description.tunnel_rpo {
-        Some(rpo) if rpo > 0 => {
+    match description.consume_point_millis() {
+        Some(rpo) => {
             let _ = writeln!(
                 out,
                 "consume point {} (lag {})",
@@ -83,7 +83,7 @@ fn render_status(description: &DescribeTunnelResponse, now: DateTime<Utc>) -> St
             if channel.status() == Some(ChannelStatus::Terminated) {
                 "done".to_owned()
             } else {
-                lag(now, channel.channel_rpo)
+                lag(now, channel.consume_point_millis())
             },
             channel
                 .channel_count
@@ -97,7 +97,7 @@ fn render_status(description: &DescribeTunnelResponse, now: DateTime<Utc>) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ots_protocol::pb::tunnel::{ChannelInfo, TunnelInfo};
+    use ots_protocol::pb::tunnel::{ChannelInfo, NANOS_PER_MILLI, TunnelInfo};
 
     #[test]
     fn status_shows_stage_channels_and_lag() {
@@ -119,7 +119,7 @@ mod tests {
                     channel_type: Some("Stream".into()),
                     channel_status: Some("OPEN".into()),
                     client_id: Some("c1".into()),
-                    channel_rpo: Some(997_500),
+                    channel_rpo: Some(997_500 * NANOS_PER_MILLI),
                     channel_count: Some(42),
                 },
                 ChannelInfo {
@@ -129,11 +129,11 @@ mod tests {
                 ChannelInfo {
                     channel_id: "ch-3".into(),
                     channel_status: Some("TERMINATED".into()),
-                    channel_rpo: Some(1),
+                    channel_rpo: Some(NANOS_PER_MILLI),
                     ..Default::default()
                 },
             ],
-            tunnel_rpo: Some(997_500),
+            tunnel_rpo: Some(997_500 * NANOS_PER_MILLI),
         };
         let text = render_status(&description, now);
         assert!(text.starts_with(

@@ -100,6 +100,17 @@ impl Client {
         &self.config
     }
 
+    /// This client with another retry policy (sharing the connection pool).
+    pub fn with_retry(&self, retry: RetryPolicy) -> Self {
+        Self {
+            http: self.http.clone(),
+            config: Arc::new(ClientConfig {
+                retry,
+                ..(*self.config).clone()
+            }),
+        }
+    }
+
     /// Sends one API call, retrying per the retry policy. `path` is the API path, e.g.
     /// `"/PutRow"` or `"/tunnel/connect"`; `idempotent` says whether a request whose outcome is
     /// unknown (timeout, internal error, broken connection) may be sent again.
@@ -128,7 +139,13 @@ impl Client {
             let retry = err.retriability().allows_retry(idempotent);
             match self.config.retry.delay(attempt, &err) {
                 Some(delay) if retry => {
-                    tracing::debug!(path, attempt, error = %err, ?delay, "retrying request");
+                    // An unreachable server is an outage worth a line per attempt; a busy one
+                    // answering is routine under load.
+                    if matches!(err, ClientError::Transport(_)) {
+                        tracing::warn!(endpoint = %self.config.endpoint, path, attempt, error = %err, ?delay, "request failed; retrying");
+                    } else {
+                        tracing::debug!(path, attempt, error = %err, ?delay, "retrying request");
+                    }
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }

@@ -30,6 +30,17 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// For a first call that tells whether a server is there at all: three quick attempts
+    /// (about a second), so a wrong or dead endpoint fails at once rather than after the
+    /// default policy's minute of retries.
+    pub fn probe() -> Self {
+        Self {
+            max_retries: 2,
+            base: Duration::from_millis(300),
+            ..Self::default()
+        }
+    }
+
     /// A policy that never retries.
     pub fn none() -> Self {
         Self {

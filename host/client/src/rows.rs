@@ -145,6 +145,7 @@ impl Client {
                     row,
                     condition,
                     return_content: None,
+                    transaction_id: None,
                 };
                 self.call("/PutRow", &request, false).await?
             }
@@ -154,6 +155,7 @@ impl Client {
                     row_change: row,
                     condition,
                     return_content: None,
+                    transaction_id: None,
                 };
                 self.call("/UpdateRow", &request, false).await?
             }
@@ -163,6 +165,7 @@ impl Client {
                     primary_key: row,
                     condition,
                     return_content: None,
+                    transaction_id: None,
                 };
                 self.call("/DeleteRow", &request, false).await?
             }
@@ -252,6 +255,8 @@ impl Client {
                     })
                     .collect(),
             }],
+            transaction_id: None,
+            is_atomic: None,
         };
         let response: BatchWriteRowResponse = self.call("/BatchWriteRow", &request, false).await?;
         let rows = single_table(response.tables.into_iter().map(|t| t.rows), changes.len())?;

@@ -46,6 +46,25 @@ impl Client {
         self.call("/UpdateTable", request, false).await
     }
 
+    /// Turns a table's stream on, keeping records `expiration_hours`.
+    pub async fn enable_stream(
+        &self,
+        table: &str,
+        expiration_hours: i32,
+    ) -> Result<(), ClientError> {
+        let request = UpdateTableRequest {
+            table_name: table.to_owned(),
+            reserved_throughput: None,
+            table_options: None,
+            stream_spec: Some(StreamSpecification {
+                enable_stream: true,
+                expiration_time: Some(expiration_hours),
+                columns_to_get: Vec::new(),
+            }),
+        };
+        self.update_table(&request).await.map(drop)
+    }
+
     /// Deletes a table.
     pub async fn delete_table(&self, table: &str) -> Result<(), ClientError> {
         let request = DeleteTableRequest {
@@ -56,16 +75,19 @@ impl Client {
             .map(drop)
     }
 
-    /// Splits a table's key space into ranges of about `split_size_bytes` each.
+    /// Splits a table's key space into ranges of about `split_size_bytes` each, rounded up to
+    /// whole MiB (the service's smallest split unit).
     pub async fn compute_split_points_by_size(
         &self,
         table: &str,
         split_size_bytes: i64,
     ) -> Result<SplitPoints, ClientError> {
+        const MIB: i64 = 1024 * 1024;
         let request = ComputeSplitPointsBySizeRequest {
             table_name: table.to_owned(),
-            split_size: 1,
-            split_size_unit_in_byte: Some(split_size_bytes),
+            split_size: (split_size_bytes.max(1) + MIB - 1) / MIB,
+            split_size_unit_in_byte: Some(MIB),
+            split_point_limit: None,
         };
         let response: ComputeSplitPointsBySizeResponse = self
             .call("/ComputeSplitPointsBySize", &request, true)

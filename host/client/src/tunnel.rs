@@ -38,6 +38,7 @@ impl Client {
                 tunnel_name: tunnel_name.to_owned(),
                 tunnel_type: tunnel_type as i32,
                 stream_tunnel_config: None,
+                need_all_time_series_columns: None,
             },
         };
         let response: CreateTunnelResponse =

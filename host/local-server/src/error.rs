@@ -27,12 +27,9 @@ impl ApiError {
         Self::new(ErrorCode::ParameterInvalid, message)
     }
 
-    /// `OTSObjectNotExist` for a table.
-    pub fn no_table(name: &str) -> Self {
-        Self::new(
-            ErrorCode::ObjectNotExist,
-            format!("Requested table does not exist: {name}."),
-        )
+    /// `OTSObjectNotExist` for a table, in the service's words (which do not name it).
+    pub fn no_table() -> Self {
+        Self::new(ErrorCode::ObjectNotExist, "Requested table does not exist.")
     }
 
     /// `OTSInternalServerError`: the server's own failure (storage, corrupt state).

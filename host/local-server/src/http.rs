@@ -16,19 +16,32 @@ use crate::api;
 use crate::error::ApiError;
 use crate::state::ServerState;
 
+/// The largest request body accepted: 4 MB of row data (the service's limit per write, checked
+/// by the APIs) plus room for the protobuf around it.
+pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
+
 /// Builds the router serving every API.
 pub fn router(state: Arc<ServerState>) -> axum::Router {
-    axum::Router::new().fallback(handle).with_state(state)
+    axum::Router::new()
+        .fallback(handle)
+        // Bodies are read with the server's own limit, so an oversized one gets the service's
+        // error body rather than a plain-text 413.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
 }
 
 async fn handle(
     State(state): State<Arc<ServerState>>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let path = uri.path().to_owned();
     let request_id = format!("{:032x}", rand::random::<u128>());
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(err) => return error_response(&path, &request_id, None, err),
+    };
     let header_pairs: Vec<(&str, &str)> = headers
         .iter()
         .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
@@ -62,7 +75,12 @@ async fn handle(
         tokio::time::sleep(state.faults.latency).await;
     }
     if state.faults.error_rate > 0.0 && rand::random::<f64>() < state.faults.error_rate {
-        let err = ApiError::new(ErrorCode::ServerBusy, "Server is busy (injected fault).");
+        // The tunnel service's own "busy" is OTSTunnelServerUnavailable.
+        let code = match path.starts_with("/tunnel/") {
+            true => ErrorCode::TunnelServerUnavailable,
+            false => ErrorCode::ServerBusy,
+        };
+        let err = ApiError::new(code, "Server is busy (injected fault).");
         return error_response(&path, &request_id, Some(&signer), err);
     }
     let handler_state = state.clone();
@@ -75,6 +93,38 @@ async fn handle(
         Ok(bytes) => signed_response(&path, &request_id, &signer, StatusCode::OK, bytes),
         Err(err) => error_response(&path, &request_id, Some(&signer), err),
     }
+}
+
+/// Most bytes read of an oversized body before the connection is given up: reading the rest
+/// lets the client finish sending and read the error instead of a broken pipe.
+const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads a request body of at most [`MAX_REQUEST_BYTES`]; a longer one is read to its end (up
+/// to [`MAX_DRAINED_BYTES`]) and answered with `OTSRequestBodyTooLarge`.
+async fn read_body(mut body: axum::body::Body) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut data = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::invalid(format!("Cannot read the request body: {e}.")))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        seen += chunk.len();
+        if seen <= MAX_REQUEST_BYTES {
+            data.extend_from_slice(&chunk);
+        } else if seen > MAX_DRAINED_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_REQUEST_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::RequestTooLarge,
+            "The size of POST data is too large.",
+        ));
+    }
+    Ok(Bytes::from(data))
 }
 
 fn error_response(

@@ -40,7 +40,7 @@ impl ServerState {
         let db = store::open_database(&config.data_dir)?;
         Ok(Self {
             store: Store::new(db.clone())?,
-            tunnels: TunnelService::new(db)?,
+            tunnels: TunnelService::new(db, &config.instance_name)?,
             instance_name: config.instance_name.clone(),
             access_keys: config.access_keys.iter().cloned().collect(),
             faults: config.faults.clone(),

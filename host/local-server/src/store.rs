@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ots_protocol::error::ErrorCode;
-use ots_protocol::model::{PrimaryKey, Row, RowChange, RowExistence};
+use ots_protocol::model::{PrimaryKey, Row, RowChange};
 use ots_protocol::pb::table::CreateTableRequest;
 use ots_protocol::plainbuffer;
 use prost::Message;
@@ -20,7 +20,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::error::ApiError;
 use crate::keys;
-use crate::rules::{self, ReadSpec, TableInfo};
+use crate::rules::read::{self, ReadSpec};
+use crate::rules::{self, Expectation, TableInfo};
 use crate::stream::{self, LoggedRecord, Partition};
 
 const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog");
@@ -74,7 +75,16 @@ pub struct RangePage {
 }
 
 /// One write of a batch: the change and its row existence condition.
-pub type WriteOp = (RowChange, RowExistence);
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteOp {
+    /// The change.
+    pub change: RowChange,
+    /// What the change expects of the row before it.
+    pub expectation: Expectation,
+}
+
+/// Most bytes of rows one range page returns (the service's 4 MB page).
+pub const MAX_RANGE_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The durable store of tables and rows.
 pub struct Store {
@@ -116,7 +126,7 @@ impl Store {
             if catalog.get(name.as_str())?.is_some() {
                 return Err(ApiError::new(
                     ErrorCode::ObjectAlreadyExist,
-                    format!("Requested table already exists: {name}."),
+                    "Requested table already exists.",
                 ));
             }
             catalog.insert(name.as_str(), encode_info(&info).as_slice())?;
@@ -129,7 +139,7 @@ impl Store {
     pub fn table(&self, name: &str) -> Result<TableInfo, ApiError> {
         let txn = self.db.begin_read()?;
         let catalog = txn.open_table(CATALOG)?;
-        let entry = catalog.get(name)?.ok_or_else(|| ApiError::no_table(name))?;
+        let entry = catalog.get(name)?.ok_or_else(ApiError::no_table)?;
         decode_info(entry.value())
     }
 
@@ -150,7 +160,7 @@ impl Store {
         {
             let mut catalog = txn.open_table(CATALOG)?;
             if catalog.remove(name)?.is_none() {
-                return Err(ApiError::no_table(name));
+                return Err(ApiError::no_table());
             }
             let mut rows = txn.open_table(ROWS)?;
             let start = keys::table_prefix(name);
@@ -163,20 +173,26 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces a table's definition (UpdateTable); `update` edits it in place.
+    /// Replaces a table's definition (UpdateTable); `update` edits it in place. A stream that
+    /// the update turns on is noted as enabled at `now_ms`.
     pub fn update_table(
         &self,
         name: &str,
+        now_ms: i64,
         update: impl FnOnce(&mut CreateTableRequest) -> Result<(), ApiError>,
     ) -> Result<TableInfo, ApiError> {
         let txn = self.db.begin_write()?;
         let info = {
             let mut catalog = txn.open_table(CATALOG)?;
             let mut info = {
-                let entry = catalog.get(name)?.ok_or_else(|| ApiError::no_table(name))?;
+                let entry = catalog.get(name)?.ok_or_else(ApiError::no_table)?;
                 decode_info(entry.value())?
             };
+            let was_enabled = info.stream_enabled();
             update(&mut info.definition)?;
+            if info.stream_enabled() && !was_enabled {
+                stream::set_enabled_at(&txn, name, now_ms.saturating_mul(1000))?;
+            }
             catalog.insert(name, encode_info(&info).as_slice())?;
             info
         };
@@ -184,15 +200,40 @@ impl Store {
         Ok(info)
     }
 
-    /// Applies row changes to one table in one durable transaction. A change that fails
-    /// (condition, schema, limits) is reported in its slot and leaves its row untouched; the
-    /// others are applied.
+    /// Turns the table's stream on if it is off, keeping records the longest the service
+    /// allows (what CreateTunnel does for a Stream or BaseAndStream tunnel).
+    pub fn enable_stream(&self, table: &str, now_ms: i64) -> Result<(), ApiError> {
+        if self.table(table)?.stream_enabled() {
+            return Ok(());
+        }
+        self.update_table(table, now_ms, |def| {
+            def.stream_spec = Some(ots_protocol::pb::table::StreamSpecification {
+                enable_stream: true,
+                expiration_time: Some(crate::api::tables::DEFAULT_STREAM_EXPIRATION_HOURS),
+                columns_to_get: Vec::new(),
+            });
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    /// When the table's stream was last enabled (µs); tables whose stream came with them
+    /// count from their creation.
+    pub fn stream_enabled_at(&self, info: &TableInfo) -> Result<i64, ApiError> {
+        let noted = stream::enabled_at(&self.db.begin_read()?, info.name())?;
+        Ok(noted.unwrap_or(info.created_at_ms.saturating_mul(1000)))
+    }
+
+    /// Applies row changes to one table in one durable transaction, in order. A change that
+    /// fails (condition, schema, limits) is reported in its slot and leaves its row untouched;
+    /// the others are applied. Each success is the change as it took effect (server-assigned
+    /// timestamps and auto-increment values filled in, increments resolved).
     pub fn write_rows(
         &self,
         table: &str,
         ops: Vec<WriteOp>,
         now_ms: i64,
-    ) -> Result<Vec<Result<(), ApiError>>, ApiError> {
+    ) -> Result<Vec<Result<RowChange, ApiError>>, ApiError> {
         let info = self.table(table)?;
         let txn = self.db.begin_write()?;
         let mut results = Vec::with_capacity(ops.len());
@@ -203,11 +244,11 @@ impl Store {
                 true => Some(stream::Appender::new(&txn, table, now_ms)?),
                 false => None,
             };
-            for (change, existence) in ops {
-                let result = apply(&info, &mut rows, &mut counters, change, existence, now_ms);
+            for op in ops {
+                let result = apply(&info, &mut rows, &mut counters, op, now_ms);
                 results.push(match (result, &mut log) {
-                    (Ok(effective), Some(log)) => log.append(&effective),
-                    (result, _) => result.map(drop),
+                    (Ok(effective), Some(log)) => log.append(&effective).map(|()| effective),
+                    (result, _) => result,
                 });
             }
         }
@@ -231,7 +272,7 @@ impl Store {
             return Ok(None);
         };
         let row = decode_stored(stored.value())?;
-        Ok(rules::project(row, &info, spec, now_ms))
+        Ok(read::project(row, &info, spec, now_ms))
     }
 
     /// Reads up to `range.limit` rows of the range.
@@ -254,38 +295,54 @@ impl Store {
         rules::check_primary_key(&info, end, true)?;
         let start_key = keys::encode(table, start);
         let end_key = keys::encode(table, end);
+        // The service compares whole keys, -inf and +inf included, and refuses an empty or
+        // inverted range (Python SDK test_get_range_when_direction_is_wrong_for_1_PK, Java
+        // testGetRangeWhenStartPkEqualsEndPk).
+        match (backward, start_key.cmp(&end_key)) {
+            (false, std::cmp::Ordering::Less) | (true, std::cmp::Ordering::Greater) => {}
+            (false, _) => {
+                return Err(ApiError::invalid(
+                    "Begin key must less than end key in FORWARD",
+                ));
+            }
+            (true, _) => {
+                return Err(ApiError::invalid(
+                    "Begin key must more than end key in BACKWARD",
+                ));
+            }
+        }
         let txn = self.db.begin_read()?;
         let stored = txn.open_table(ROWS)?;
         let mut rows = Vec::new();
+        let mut bytes = 0;
         let mut next_start = None;
         let mut visit = |value: &[u8]| -> Result<bool, ApiError> {
             let row = decode_stored(value)?;
-            if rows.len() == limit {
+            if rows.len() == limit || bytes >= MAX_RANGE_PAGE_BYTES {
                 next_start = Some(row.primary_key);
                 return Ok(false);
             }
-            if let Some(row) = rules::project(row, &info, spec, now_ms) {
+            if let Some(row) = read::project(row, &info, spec, now_ms) {
+                bytes += value.len();
                 rows.push(row);
             }
             Ok(true)
         };
         if backward {
-            if end_key < start_key {
-                // (end, start]: skip `end` itself, include `start`.
-                for entry in stored
-                    .range(end_key.as_slice()..=start_key.as_slice())?
-                    .rev()
-                {
-                    let (k, v) = entry?;
-                    if k.value() == end_key.as_slice() {
-                        continue;
-                    }
-                    if !visit(v.value())? {
-                        break;
-                    }
+            // (end, start]: skip `end` itself, include `start`.
+            for entry in stored
+                .range(end_key.as_slice()..=start_key.as_slice())?
+                .rev()
+            {
+                let (k, v) = entry?;
+                if k.value() == end_key.as_slice() {
+                    continue;
+                }
+                if !visit(v.value())? {
+                    break;
                 }
             }
-        } else if start_key < end_key {
+        } else {
             for entry in stored.range(start_key.as_slice()..end_key.as_slice())? {
                 if !visit(entry?.1.value())? {
                     break;
@@ -311,6 +368,17 @@ impl Store {
         max: usize,
     ) -> Result<(Vec<LoggedRecord>, u64), ApiError> {
         stream::read(&self.db.begin_read()?, table, partition, after, max)
+    }
+
+    /// The log position just before the first record of a partition committed at or after
+    /// `at_us`.
+    pub fn log_position_before(
+        &self,
+        table: &str,
+        partition: u32,
+        at_us: i64,
+    ) -> Result<u64, ApiError> {
+        stream::position_before(&self.db.begin_read()?, table, partition, at_us)
     }
 
     /// Splits an open partition at `at` (which must lie strictly inside it): the partition is
@@ -365,14 +433,16 @@ fn apply(
     info: &TableInfo,
     rows: &mut redb::Table<&[u8], &[u8]>,
     counters: &mut redb::Table<&str, i64>,
-    change: RowChange,
-    existence: RowExistence,
+    op: WriteOp,
     now_ms: i64,
 ) -> Result<RowChange, ApiError> {
-    let mut change = change;
+    let WriteOp {
+        mut change,
+        expectation,
+    } = op;
     let table = info.name();
     let last = counters.get(table)?.map_or(0, |v| v.value());
-    let assigned = rules::assign_auto_increment(info, &mut change, last)?;
+    let assigned = rules::assign_auto_increment(info, &mut change, &expectation, last)?;
     rules::check_primary_key(info, change.primary_key(), false)?;
     rules::validate_change(info, &change, now_ms)?;
     let key = keys::encode(table, change.primary_key());
@@ -380,7 +450,7 @@ fn apply(
         Some(v) => Some(decode_stored(v.value())?),
         None => None,
     };
-    let merged = rules::merge(info, existing, change, existence, now_ms)?;
+    let merged = rules::merge(info, existing, change, &expectation, now_ms)?;
     if assigned != last {
         counters.insert(table, assigned)?;
     }

@@ -23,15 +23,35 @@ const PARTITIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("partition
 /// table name, 0, partition id (u32 BE), sequence number (u64 BE) → protobuf [`Record`].
 const LOG: TableDefinition<&[u8], &[u8]> = TableDefinition::new("stream_log");
 
+/// table name → when its stream was last enabled (µs since the epoch).
+const ENABLED_AT: TableDefinition<&str, i64> = TableDefinition::new("stream_enabled_at");
+
 /// Creates the stream's tables if missing.
 pub(crate) fn register(txn: &WriteTransaction) -> Result<(), ApiError> {
     txn.open_table(PARTITIONS)?;
     txn.open_table(LOG)?;
+    txn.open_table(ENABLED_AT)?;
     Ok(())
+}
+
+/// Notes that the stream of `table` was enabled at `at_us`.
+pub(crate) fn set_enabled_at(
+    txn: &WriteTransaction,
+    table: &str,
+    at_us: i64,
+) -> Result<(), ApiError> {
+    txn.open_table(ENABLED_AT)?.insert(table, at_us)?;
+    Ok(())
+}
+
+/// When the stream of `table` was last enabled (µs), if it was noted.
+pub(crate) fn enabled_at(txn: &ReadTransaction, table: &str) -> Result<Option<i64>, ApiError> {
+    Ok(txn.open_table(ENABLED_AT)?.get(table)?.map(|v| v.value()))
 }
 
 /// Drops a deleted table's partitions and log.
 pub(crate) fn delete_table(txn: &WriteTransaction, table: &str) -> Result<(), ApiError> {
+    txn.open_table(ENABLED_AT)?.remove(table)?;
     txn.open_table(PARTITIONS)?.remove(table)?;
     let start = crate::keys::table_prefix(table);
     let end = crate::keys::table_end(table);
@@ -63,6 +83,27 @@ pub(crate) fn read(
         records.push(decode_entry(k.value(), v.value())?);
     }
     Ok((records, head(&log, table, partition)?))
+}
+
+/// The sequence number just before the first record of a partition's log committed at or after
+/// `at_us` (the log's last sequence number when there is none).
+pub(crate) fn position_before(
+    txn: &ReadTransaction,
+    table: &str,
+    partition: u32,
+    at_us: i64,
+) -> Result<u64, ApiError> {
+    let log = txn.open_table(LOG)?;
+    let start = log_key(table, partition, 1);
+    let end = log_key(table, partition, u64::MAX);
+    for entry in log.range(start.as_slice()..=end.as_slice())? {
+        let (k, v) = entry?;
+        let record = decode_entry(k.value(), v.value())?;
+        if record.timestamp_us >= at_us {
+            return Ok(record.seq - 1);
+        }
+    }
+    head(&log, table, partition)
 }
 
 /// Splits the open partition `partition` at `point` (an encoded key suffix strictly inside
@@ -191,13 +232,33 @@ fn head(
 }
 
 /// Appends the records of one committed write, inside its transaction.
+///
+/// Each partition's sequence infos strictly increase, as `row_index` is "the row index of
+/// stream log with the same log timestamp" (Go SDK `tunnel/model.go`): a record takes the
+/// commit time, or its partition's last timestamp if the clock has not moved past it, and the
+/// next row index within that timestamp, across commits.
 pub(crate) struct Appender<'txn> {
     table: String,
     log: redb::Table<'txn, &'static [u8], &'static [u8]>,
     partitions: Vec<Partition>,
-    heads: HashMap<u32, u64>,
+    /// Per partition touched: its last sequence number and sequence info.
+    last: HashMap<u32, (u64, SequenceInfo)>,
     timestamp_us: i64,
-    row_index: i32,
+}
+
+/// The sequence info after `last` for a record committed at `commit_us`.
+pub(crate) fn next_sequence(last: Option<SequenceInfo>, commit_us: i64) -> SequenceInfo {
+    match last {
+        Some(last) if commit_us <= last.timestamp => SequenceInfo {
+            row_index: last.row_index + 1,
+            ..last
+        },
+        _ => SequenceInfo {
+            epoch: 0,
+            timestamp: commit_us,
+            row_index: 0,
+        },
+    }
 }
 
 impl<'txn> Appender<'txn> {
@@ -211,10 +272,28 @@ impl<'txn> Appender<'txn> {
             table: table.to_owned(),
             partitions: load_partitions(&txn.open_table(PARTITIONS)?, table)?,
             log: txn.open_table(LOG)?,
-            heads: HashMap::new(),
+            last: HashMap::new(),
             timestamp_us: now_ms.saturating_mul(1000),
-            row_index: 0,
         })
+    }
+
+    /// The last sequence number and sequence info of a partition's log.
+    fn last_of(&self, partition: u32) -> Result<(u64, Option<SequenceInfo>), ApiError> {
+        let start = log_key(&self.table, partition, 0);
+        let end = log_key(&self.table, partition, u64::MAX);
+        match self
+            .log
+            .range(start.as_slice()..=end.as_slice())?
+            .next_back()
+        {
+            Some(entry) => {
+                let (k, v) = entry?;
+                let record = decode_entry(k.value(), v.value())?;
+                let info = TunnelRecord::decode(&record.record)?.sequence_info;
+                Ok((record.seq, info))
+            }
+            None => Ok((0, None)),
+        }
     }
 
     /// Appends the record of `change` (as it took effect) to its partition's log.
@@ -227,20 +306,16 @@ impl<'txn> Appender<'txn> {
             .find(|p| !p.closed && p.contains(suffix))
             .ok_or_else(|| ApiError::invalid("no open partition holds the row"))?
             .id;
-        let seq = match self.heads.get(&partition) {
-            Some(seq) => seq + 1,
-            None => head(&self.log, &self.table, partition)? + 1,
+        let (seq, info) = match self.last.get(&partition) {
+            Some(&(seq, info)) => (seq, Some(info)),
+            None => self.last_of(partition)?,
         };
-        self.heads.insert(partition, seq);
+        let (seq, info) = (seq + 1, next_sequence(info, self.timestamp_us));
+        self.last.insert(partition, (seq, info));
         let record = TunnelRecord {
             change: change.clone(),
-            sequence_info: Some(SequenceInfo {
-                epoch: 0,
-                timestamp: self.timestamp_us,
-                row_index: self.row_index,
-            }),
+            sequence_info: Some(info),
         };
-        self.row_index += 1;
         self.log.insert(
             log_key(&self.table, partition, seq).as_slice(),
             record.encode().encode_to_vec().as_slice(),
@@ -262,4 +337,26 @@ fn decode_entry(key: &[u8], value: &[u8]) -> Result<LoggedRecord, ApiError> {
         record,
         timestamp_us,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_infos_increase_within_a_millisecond_and_across_commits() {
+        let first = next_sequence(None, 5_000);
+        assert_eq!((first.timestamp, first.row_index), (5_000, 0));
+        let same_ms = next_sequence(Some(first), 5_000);
+        assert_eq!((same_ms.timestamp, same_ms.row_index), (5_000, 1));
+        let clock_back = next_sequence(Some(same_ms), 4_000);
+        assert_eq!(
+            (clock_back.timestamp, clock_back.row_index),
+            (5_000, 2),
+            "a clock that went back does not reorder the log"
+        );
+        let later = next_sequence(Some(clock_back), 6_000);
+        assert_eq!((later.timestamp, later.row_index), (6_000, 0));
+        assert!(first < same_ms && same_ms < clock_back && clock_back < later);
+    }
 }

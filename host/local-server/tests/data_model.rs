@@ -44,6 +44,7 @@ async fn create(client: &Client, name: &str, options: TableOptions, auto_increme
                 table_name: name.into(),
                 primary_key,
                 defined_column: vec![],
+                ..Default::default()
             },
             reserved_throughput: ReservedThroughput {
                 capacity_unit: CapacityUnit::default(),
@@ -51,6 +52,7 @@ async fn create(client: &Client, name: &str, options: TableOptions, auto_increme
             table_options: Some(options),
             partitions: vec![],
             stream_spec: None,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -118,9 +120,12 @@ async fn versions_are_trimmed_to_max_versions_newest_first() {
 async fn ttl_hides_expired_cells_and_deviation_rejects_old_writes() {
     let server = LocalServer::start().await;
     let client = server.client();
+    // The shortest TTL the service takes is a day, so the expired cell is written with a
+    // timestamp two days old, inside a week of max time deviation.
+    const DAY_MS: i64 = 86_400_000;
     let options = TableOptions {
-        time_to_live: Some(60),
-        deviation_cell_version_in_sec: Some(3600),
+        time_to_live: Some(86_400),
+        deviation_cell_version_in_sec: Some(7 * 86_400),
         ..Default::default()
     };
     create(&client, "ttl", options, false).await;
@@ -128,7 +133,7 @@ async fn ttl_hides_expired_cells_and_deviation_rejects_old_writes() {
     client
         .write_row(
             "ttl",
-            &put_version(id(1), t - 120_000, 1),
+            &put_version(id(1), t - 2 * DAY_MS, 1),
             RowExistence::Ignore,
         )
         .await
@@ -150,13 +155,37 @@ async fn ttl_hides_expired_cells_and_deviation_rejects_old_writes() {
     let err = client
         .write_row(
             "ttl",
-            &put_version(id(3), t - 7_200_000, 3),
+            &put_version(id(3), t - 8 * DAY_MS, 3),
             RowExistence::Ignore,
         )
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(&ErrorCode::ParameterInvalid));
     assert!(err.to_string().contains("max time deviation"), "{err}");
+
+    // A TTL under a day is refused, at creation and by UpdateTable.
+    let short = TableOptions {
+        time_to_live: Some(3600),
+        ..Default::default()
+    };
+    let err = client
+        .create_table(&CreateTableRequest {
+            table_meta: TableMeta {
+                table_name: "short_ttl".into(),
+                primary_key: vec![PrimaryKeySchema {
+                    name: "id".into(),
+                    r#type: PrimaryKeyType::Integer as i32,
+                    option: None,
+                }],
+                ..Default::default()
+            },
+            table_options: Some(short),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::ParameterInvalid));
+    assert!(err.to_string().contains("at least 86400 seconds"), "{err}");
     server.shutdown().await;
 }
 
@@ -181,10 +210,21 @@ async fn conditions_and_auto_increment() {
     };
     for _ in 0..3 {
         client
-            .write_row("auto", &put, RowExistence::ExpectNotExist)
+            .write_row("auto", &put, RowExistence::Ignore)
             .await
             .unwrap();
     }
+    // Only unconditional writes take a placeholder (the service's "Invalid expect").
+    let err = client
+        .write_row("auto", &put, RowExistence::ExpectNotExist)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::ParameterInvalid));
+    assert!(
+        err.to_string()
+            .contains("Invalid expect:EXPECT_NOT_EXIST when modify row with pk auto increment."),
+        "{err}"
+    );
     let rows = client
         .get_range(RangeQuery {
             table: "auto".into(),
@@ -280,13 +320,47 @@ async fn batch_write_reports_rows_and_split_points_cover_the_table() {
         Some(&ErrorCode::ParameterInvalid)
     );
 
-    // Duplicate keys in one request are refused whole, as the service does.
-    let dup = vec![put_version(id(1), t, 1), put_version(id(1), t, 2)];
-    let err = client.batch_write_row("big", &dup).await.unwrap_err();
-    assert_eq!(err.code(), Some(&ErrorCode::ParameterInvalid));
+    // The same row twice in one request is applied in order, as the service does since its
+    // fix of BUG#268767 (Python SDK test_batch_write_on_the_same_row).
+    let dup = vec![put_version(id(1), t - 1, 1), put_version(id(1), t - 2, 2)];
+    let outcomes = client.batch_write_row("big", &dup).await.unwrap();
+    assert!(outcomes.iter().all(Result::is_ok));
+    let row = client
+        .get_row(
+            "big",
+            &id(1),
+            &ReadOptions {
+                max_versions: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.cells[0].timestamp,
+        Some(t),
+        "the newest version is kept"
+    );
 
+    // Split points come in whole MiB (the service's smallest unit): about 3.5 MiB of rows.
+    let blob = Value::Binary(vec![7; 8 * 1024]);
+    for batch in 0..3 {
+        let changes: Vec<_> = (0..150)
+            .map(|i| RowChange::Put {
+                primary_key: id(10_000 + batch * 150 + i),
+                cells: vec![ots_protocol::model::Cell {
+                    name: "blob".into(),
+                    value: blob.clone(),
+                    timestamp: Some(t),
+                }],
+            })
+            .collect();
+        let outcomes = client.batch_write_row("big", &changes).await.unwrap();
+        assert!(outcomes.iter().all(Result::is_ok));
+    }
     let split = client
-        .compute_split_points_by_size("big", 8 * 1024)
+        .compute_split_points_by_size("big", 1024 * 1024)
         .await
         .unwrap();
     assert!(split.points.len() >= 3, "{} points", split.points.len());

@@ -48,6 +48,7 @@ async fn acknowledged_writes_survive_kill_9() {
                     option: None,
                 }],
                 defined_column: vec![],
+                ..Default::default()
             },
             reserved_throughput: ReservedThroughput {
                 capacity_unit: CapacityUnit::default(),
@@ -55,6 +56,7 @@ async fn acknowledged_writes_survive_kill_9() {
             table_options: None,
             partitions: vec![],
             stream_spec: None,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -1,7 +1,8 @@
 //! The stream log: one record per changed row, in commit order per partition, in the write's
 //! transaction; partition splits close the parent and route new writes to the children.
 
-use ots_local_server::store::Store;
+use ots_local_server::rules::Expectation;
+use ots_local_server::store::{Store, WriteOp};
 use ots_protocol::model::{
     Cell, ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange,
     RowExistence, Value,
@@ -30,6 +31,7 @@ fn table(stream: bool) -> CreateTableRequest {
                 option: None,
             }],
             defined_column: vec![],
+            ..Default::default()
         },
         reserved_throughput: ReservedThroughput {
             capacity_unit: CapacityUnit::default(),
@@ -39,12 +41,24 @@ fn table(stream: bool) -> CreateTableRequest {
         stream_spec: Some(StreamSpecification {
             enable_stream: stream,
             expiration_time: Some(24),
+            ..Default::default()
         }),
+        ..Default::default()
     }
 }
 
-fn put(i: i64, ts: Option<i64>) -> (RowChange, RowExistence) {
-    (
+fn op(change: RowChange, existence: RowExistence) -> WriteOp {
+    WriteOp {
+        change,
+        expectation: Expectation {
+            existence,
+            condition: None,
+        },
+    }
+}
+
+fn put(i: i64, ts: Option<i64>) -> WriteOp {
+    op(
         RowChange::Put {
             primary_key: id(i),
             cells: vec![Cell {
@@ -95,13 +109,13 @@ fn every_acknowledged_change_is_logged_in_order_with_server_timestamps() {
             vec![
                 put(1, None),
                 put(2, Some(now - 10)),
-                (update, RowExistence::Ignore),
-                (
+                op(update, RowExistence::Ignore),
+                op(
                     RowChange::Delete { primary_key: id(2) },
                     RowExistence::Ignore,
                 ),
                 // Fails its condition: not applied, not logged.
-                (
+                op(
                     RowChange::Delete { primary_key: id(9) },
                     RowExistence::ExpectExist,
                 ),
@@ -120,8 +134,8 @@ fn every_acknowledged_change_is_logged_in_order_with_server_timestamps() {
     );
     let changes: Vec<RowChange> = records.iter().map(|r| decode(&r.record)).collect();
     // The server-assigned timestamp and the increment's result are what the log carries.
-    assert_eq!(changes[0], put(1, Some(now)).0);
-    assert_eq!(changes[1], put(2, Some(now - 10)).0);
+    assert_eq!(changes[0], put(1, Some(now)).change);
+    assert_eq!(changes[1], put(2, Some(now - 10)).change);
     assert_eq!(
         changes[2],
         RowChange::Update {

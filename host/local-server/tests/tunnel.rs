@@ -44,6 +44,7 @@ async fn create_table(client: &Client) {
                     option: None,
                 }],
                 defined_column: vec![],
+                ..Default::default()
             },
             reserved_throughput: ReservedThroughput {
                 capacity_unit: CapacityUnit::default(),
@@ -53,7 +54,9 @@ async fn create_table(client: &Client) {
             stream_spec: Some(StreamSpecification {
                 enable_stream: true,
                 expiration_time: Some(24),
+                ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -199,8 +202,13 @@ async fn base_then_stream_in_order_across_splits_and_restarts() {
     assert!(stream.iter().all(|r| r.sequence_info.is_some()));
     let described = client.describe_tunnel("src", "t1").await.unwrap();
     assert_eq!(described.tunnel.stage, "ProcessStream");
-    let caught_up = described.tunnel_rpo.unwrap();
-    assert!(caught_up >= chrono::Utc::now().timestamp_millis() - 5_000);
+    // The consume point is in nanoseconds, as the SDKs read it.
+    let caught_up = described.consume_point_millis().unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!(
+        caught_up >= now - 5_000 && caught_up <= now,
+        "{caught_up} vs {now}"
+    );
 
     // Split: the parent's remaining records come before any child's.
     write(&client, vec![put(10, 2), put(500, 2)]).await;
@@ -272,5 +280,173 @@ async fn base_then_stream_in_order_across_splits_and_restarts() {
     assert_eq!(client.list_tunnel(Some("src")).await.unwrap().len(), 1);
     client.delete_tunnel("src", "t1").await.unwrap();
     assert!(client.list_tunnel(Some("src")).await.unwrap().is_empty());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_tunnel_reports_what_the_sdks_read() {
+    let server = LocalServer::start().await;
+    let client = server.client();
+    create_table(&client).await;
+    write(&client, (0..3).map(|i| put(i, 0)).collect()).await;
+    let tunnel = client
+        .create_tunnel("src", "t", TunnelType::BaseAndStream)
+        .await
+        .unwrap();
+    let described = client.describe_tunnel("src", "t").await.unwrap();
+    let info = &described.tunnel;
+    // Times are nanoseconds: the Go SDK reads create_time with time.Unix(0, t), Java divides
+    // channel_rpo by 1e6 (tunnel/api.go, ResponseFactory.java).
+    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let created = info.create_time.unwrap();
+    assert!(
+        (now_ns - created).abs() < 60_000_000_000,
+        "{created} ns vs {now_ns}"
+    );
+    assert_eq!(info.instance_name, "local");
+    assert_eq!(info.tunnel_type, "BaseAndStream");
+    assert_eq!(info.stage, "ProcessBaseData");
+    assert!(
+        described
+            .channels
+            .iter()
+            .all(|c| c.channel_status.as_deref() == Some("WAIT") && c.channel_count == Some(0)),
+        "channels nobody holds wait: {:?}",
+        described.channels
+    );
+
+    let worker = client.connect_tunnel(&tunnel, 30, "w").await.unwrap();
+    let mut held = Vec::new();
+    heartbeat(&client, &tunnel, &worker, &mut held).await;
+    let (base, finished) = drain(&client, &tunnel, &worker, "base-0").await;
+    assert!(finished);
+    assert_eq!(keys(&base), vec![0, 1, 2]);
+    let described = client.describe_tunnel("src", "t").await.unwrap();
+    let channel = |id: &str| {
+        described
+            .channels
+            .iter()
+            .find(|c| c.channel_id == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        channel("base-0").channel_status.as_deref(),
+        Some("TERMINATED")
+    );
+    assert_eq!(
+        channel("base-0").channel_count,
+        Some(3),
+        "channel_count is rows synchronized"
+    );
+
+    // GetRpo (Go SDK only) answers JSON the SDK unmarshals into maps of RpoLatency.
+    let rpo: ots_protocol::pb::tunnel::GetRpoResponse = client
+        .call(
+            ots_protocol::pb::tunnel::paths::GET_RPO,
+            &ots_protocol::pb::tunnel::GetRpoRequest {
+                tunnel_id: Some(tunnel.clone()),
+                limit: None,
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    let infos: serde_json::Value = serde_json::from_slice(&rpo.rpo_infos.unwrap()).unwrap();
+    let base_rpo = infos["base-0"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    assert_eq!(base_rpo["TotalCount"], 3);
+    assert_eq!(base_rpo["ChannelTyp"], "BaseData");
+    let tunnels: serde_json::Value =
+        serde_json::from_slice(&rpo.tunnel_rpo_infos.unwrap()).unwrap();
+    assert_eq!(tunnels[&tunnel]["TotalCount"], 3);
+
+    // Schedule suspends a channel: it shows CLOSING and is handed to nobody.
+    let _: ots_protocol::pb::tunnel::ScheduleResponse = client
+        .call(
+            ots_protocol::pb::tunnel::paths::SCHEDULE,
+            &ots_protocol::pb::tunnel::ScheduleRequest {
+                tunnel_id: tunnel.clone(),
+                channels: vec![Channel {
+                    channel_id: "stream-0".into(),
+                    version: 0,
+                    status: ChannelStatus::Closing as i32,
+                    detail: None,
+                }],
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    let described = client.describe_tunnel("src", "t").await.unwrap();
+    let stream = described
+        .channels
+        .iter()
+        .find(|c| c.channel_id == "stream-0")
+        .unwrap();
+    assert_eq!(stream.channel_status.as_deref(), Some("CLOSING"));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_tunnel_enables_a_missing_stream_and_refuses_what_it_cannot_do() {
+    let server = LocalServer::start().await;
+    let client = server.client();
+    client
+        .create_table(&CreateTableRequest {
+            table_meta: TableMeta {
+                table_name: "plain".into(),
+                primary_key: vec![PrimaryKeySchema {
+                    name: "id".into(),
+                    r#type: PrimaryKeyType::Integer as i32,
+                    option: None,
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The service enables the stream, keeping records 7 days (the Java SDK's "Create a tunnel").
+    client
+        .create_tunnel("plain", "t", TunnelType::Stream)
+        .await
+        .unwrap();
+    let details = client
+        .describe_table("plain")
+        .await
+        .unwrap()
+        .stream_details
+        .unwrap();
+    assert!(details.enable_stream);
+    assert_eq!(details.expiration_time, Some(168));
+    assert!(details.last_enable_time.is_some());
+
+    let from_earliest = ots_protocol::pb::tunnel::CreateTunnelRequest {
+        tunnel: ots_protocol::pb::tunnel::Tunnel {
+            table_name: "plain".into(),
+            tunnel_name: "earliest".into(),
+            tunnel_type: TunnelType::Stream as i32,
+            stream_tunnel_config: Some(ots_protocol::pb::tunnel::StreamTunnelConfig {
+                flag: Some(ots_protocol::pb::tunnel::StartOffsetFlag::Earliest as i32),
+                start_offset: None,
+                end_offset: None,
+            }),
+            need_all_time_series_columns: None,
+        },
+    };
+    let err = client
+        .call::<_, ots_protocol::pb::tunnel::CreateTunnelResponse>(
+            ots_protocol::pb::tunnel::paths::CREATE_TUNNEL,
+            &from_earliest,
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::UnsupportOperation));
     server.shutdown().await;
 }

@@ -53,7 +53,10 @@ pub const HEADER_CONTENT_TYPE: &str = "x-ots-contenttype";
 pub const MAX_CLOCK_SKEW_SECS: i64 = 15 * 60;
 
 const PREFIX: &str = "x-ots-";
-const DATE_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
+/// `%.f` reads a fraction of any length (or none): the Go SDK's layout `...05.123Z` prints
+/// month, day and hour digits where milliseconds were meant, 1 to 6 of them
+/// (aliyun-tablestore-go-sdk `tablestore/util.go`, `tunnel/api.go`), and the other SDKs send 3.
+const DATE_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.fZ";
 
 /// An access key pair, with an optional STS token.
 #[derive(Clone, PartialEq, Eq)]
@@ -119,7 +122,7 @@ pub fn format_date(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%dT%H:%M:%S.000Z").to_string()
 }
 
-/// Parses an `x-ots-date` value.
+/// Parses an `x-ots-date` value: `YYYY-MM-DDThh:mm:ss`, a fraction of 0 to 9 digits, `Z`.
 pub fn parse_date(date: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(date, DATE_FORMAT)
         .ok()
@@ -406,6 +409,24 @@ mod tests {
     ) -> Result<VerifiedRequest, AuthError> {
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         verify_request("/PutRow", &pairs, body, now, secrets)
+    }
+
+    #[test]
+    fn dates_carry_a_fraction_of_any_length() {
+        // aliyun-tablestore-go-sdk tablestore/util.go formats "2006-01-02T15:04:05.123Z": Go
+        // reads 1, 2 and 3 as month, day and hour, so 1 to 6 "fraction" digits arrive.
+        let whole = parse_date("2026-12-01T21:49:59Z").unwrap();
+        for (text, nanos) in [
+            ("2026-12-01T21:49:59.1Z", 100_000_000),
+            ("2026-12-01T21:49:59.465Z", 465_000_000),
+            ("2026-12-01T21:49:59.12319Z", 123_190_000),
+            ("2026-12-01T21:49:59.123456789Z", 123_456_789),
+        ] {
+            let parsed = parse_date(text).unwrap_or_else(|| panic!("{text} parses"));
+            assert_eq!((parsed - whole).num_nanoseconds(), Some(nanos), "{text}");
+        }
+        assert_eq!(parse_date("2026-12-01 21:49:59Z"), None);
+        assert_eq!(parse_date("2026-12-01T21:49:59.5"), None, "no zone");
     }
 
     #[test]

@@ -232,7 +232,10 @@ pub fn decode(buf: &[u8]) -> Result<Vec<PlainRow>, PlainBufferError> {
         return Err(PlainBufferError::BadHeader { found: header });
     }
     let mut rows = Vec::new();
-    while r.pos < buf.len() {
+    // The Node SDK sizes its buffer by an estimate and sends all of it, so zero bytes may follow
+    // the last row (aliyun-tablestore-nodejs-sdk `lib/protocol/plian_buffer_builder.js`: the
+    // stream is `new Buffer(capacity).fill(0)`). A row starts with a tag, never with 0x00.
+    while r.pos < buf.len() && buf[r.pos..].iter().any(|&b| b != 0) {
         rows.push(r.row()?);
     }
     Ok(rows)
@@ -293,6 +296,72 @@ pub fn encode_rows(rows: &[Row]) -> Vec<u8> {
 /// Decodes rows as the service returns them (cells must be plain puts).
 pub fn decode_rows(buf: &[u8]) -> Result<Vec<Row>, PlainBufferError> {
     decode(buf)?.into_iter().map(PlainRow::into_row).collect()
+}
+
+/// Encodes a value as filters and conditions carry it: the type byte and the payload, without
+/// the cell tag and length prefix of a row's cells.
+pub fn encode_column_value(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    match value {
+        Value::Integer(i) => {
+            out.push(VT_INTEGER);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::Double(d) => {
+            out.push(VT_DOUBLE);
+            out.extend_from_slice(&d.to_bits().to_le_bytes());
+        }
+        Value::Boolean(b) => {
+            out.push(VT_BOOLEAN);
+            out.push(u8::from(*b));
+        }
+        Value::String(s) => {
+            out.push(VT_STRING);
+            out.extend_from_slice(&len32(s.len()).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        Value::Binary(b) => {
+            out.push(VT_BLOB);
+            out.extend_from_slice(&len32(b.len()).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+    }
+    out
+}
+
+/// Decodes a value in the form [`encode_column_value`] writes, which every SDK sends in a
+/// `SingleColumnValueFilter` (Go `WriteCellValueWithoutLengthPrefix` in `tablestore/util.go`,
+/// Python `PlainBufferBuilder.serialize_column_value`, Java
+/// `buildColumnValueWithoutLengthPrefix`).
+pub fn decode_column_value(buf: &[u8]) -> Result<Value, PlainBufferError> {
+    let mut r = Reader { buf, pos: 0 };
+    let value = match r.u8()? {
+        VT_INTEGER => Value::Integer(r.i64()?),
+        VT_DOUBLE => Value::Double(f64::from_bits(r.i64()? as u64)),
+        VT_BOOLEAN => Value::Boolean(r.u8()? != 0),
+        VT_STRING => {
+            let len = r.length()?;
+            Value::String(r.string(len)?)
+        }
+        VT_BLOB => {
+            let len = r.length()?;
+            Value::Binary(r.take(len)?.to_vec())
+        }
+        code => {
+            return Err(PlainBufferError::UnsupportedValueType {
+                code,
+                offset: 0,
+                context: "column value",
+            });
+        }
+    };
+    if r.pos != buf.len() {
+        return Err(shape(
+            "column value",
+            format!("{} bytes after the value", buf.len() - r.pos),
+        ));
+    }
+    Ok(value)
 }
 
 /// Decodes a buffer that must hold exactly one row; `expected` names it in errors.
@@ -1108,6 +1177,51 @@ mod tests {
             decode(&bytes),
             Err(PlainBufferError::OversizedLength { length, .. }) if length == u64::from(u32::MAX)
         ));
+    }
+
+    #[test]
+    fn zero_padding_after_the_last_row_is_ignored() {
+        // The Node SDK sends its over-allocated buffer whole: the row, its checksum, then 0x00s
+        // (aliyun-tablestore-nodejs-sdk lib/protocol/plian_buffer_builder.js).
+        for (change, kind) in every_change() {
+            let mut bytes = encode_row_change(&change);
+            bytes.extend_from_slice(&[0; 24]);
+            assert_eq!(decode_row_change(&bytes, kind).unwrap(), change);
+        }
+        let mut padded = encode_primary_key(&key(1, "a"));
+        padded.push(0);
+        assert_eq!(decode_primary_key(&padded).unwrap(), key(1, "a"));
+        let mut garbage = encode_primary_key(&key(1, "a"));
+        garbage.extend_from_slice(&[0, 0, 7]);
+        assert!(
+            decode(&garbage).is_err(),
+            "only zeros may follow the last row"
+        );
+    }
+
+    #[test]
+    fn column_values_roundtrip_without_cell_framing() {
+        for value in [
+            Value::Integer(-7),
+            Value::Double(2.5),
+            Value::Boolean(true),
+            Value::String("héllo".into()),
+            Value::Binary(vec![0, 1, 2]),
+        ] {
+            let bytes = encode_column_value(&value);
+            assert_eq!(decode_column_value(&bytes).unwrap(), value);
+        }
+        // What the Python SDK sends for the string "ab": type 0x03, u32 length, the bytes.
+        assert_eq!(
+            decode_column_value(&[3, 2, 0, 0, 0, b'a', b'b']).unwrap(),
+            Value::String("ab".into())
+        );
+        assert!(decode_column_value(&[0, 1, 2]).is_err(), "short integer");
+        assert!(decode_column_value(&[2, 1, 9]).is_err(), "trailing byte");
+        assert!(
+            decode_column_value(&[9]).is_err(),
+            "INF_MIN is no column value"
+        );
     }
 
     #[test]

@@ -207,6 +207,9 @@ pub struct ReplicatorConfig {
     pub source: TableEndpoint,
     /// The tunnel to consume, created as BaseAndStream when missing.
     pub tunnel_name: String,
+    /// Whether set-up may enable the source table's stream when it is off
+    /// (`ots-reader.enableStream`); otherwise a table without one is an error.
+    pub enable_stream: bool,
     /// Records committed after this instant are not applied; `None` replicates forever.
     pub end_time: Option<DateTime<Utc>>,
     /// The destination table (`ots-writer`).
@@ -288,9 +291,10 @@ impl ReplicatorConfig {
             "replicator",
         ])?;
         let mut reader = root.section("ots-reader")?;
-        reader.allow(&[ENDPOINT_KEYS, &["tunnelName", "endTime"]].concat())?;
+        reader.allow(&[ENDPOINT_KEYS, &["tunnelName", "endTime", "enableStream"]].concat())?;
         let source = table_endpoint(&mut reader)?;
         let tunnel_name = reader.string("tunnelName")?;
+        let enable_stream = reader.optional_bool("enableStream")?.unwrap_or(false);
         let end_time = reader
             .optional_string("endTime")?
             .map(|text| parse_end_time(&text).map_err(|p| key_error(reader.path("endTime"), p)))
@@ -358,6 +362,7 @@ impl ReplicatorConfig {
         Ok(Self {
             source,
             tunnel_name,
+            enable_stream,
             end_time,
             destination,
             batch_write_count,
@@ -578,6 +583,17 @@ impl Section {
             Some(other) => Err(key_error(
                 self.path(key),
                 format!("must be a string, got {}", kind(&other)),
+            )),
+        }
+    }
+
+    fn optional_bool(&mut self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(other) => Err(key_error(
+                self.path(key),
+                format!("must be true or false, got {}", describe(&other)),
             )),
         }
     }
@@ -834,6 +850,23 @@ mod tests {
         "#;
         let config = ReplicatorConfig::parse(text, Format::Toml, no_env).unwrap();
         assert_eq!(config.batch_write_count, 50);
+        assert!(
+            !config.enable_stream,
+            "set-up leaves the source's stream alone by default"
+        );
+        let enabling = text.replace(
+            "tunnelName = \"t\"",
+            "tunnelName = \"t\"\nenableStream = true",
+        );
+        let enabling = ReplicatorConfig::parse(&enabling, Format::Toml, no_env).unwrap();
+        assert!(enabling.enable_stream);
+        let bad = text.replace(
+            "tunnelName = \"t\"",
+            "tunnelName = \"t\"\nenableStream = \"yes\"",
+        );
+        assert!(error(&bad, Format::Toml).starts_with(
+            "config key `ots-reader.enableStream`: must be true or false, got the string \"yes\""
+        ));
         assert_eq!(
             config.end_time,
             Some(Utc.with_ymd_and_hms(2026, 11, 24, 20, 0, 0).unwrap())

@@ -75,14 +75,15 @@ pub fn end_reached(
         .channels
         .iter()
         .filter(|c| c.kind() != Some(ChannelType::BaseData))
-        // A CLOSE channel is only unowned for now; it still has to be consumed.
+        // A WAIT (or CLOSE) channel is only unowned for now; it still has to be consumed.
         .filter(|c| c.status() != Some(ChannelStatus::Terminated))
         .collect();
     if unfinished.is_empty() {
         return false;
     }
     let past = |c: &&ChannelInfo| {
-        c.channel_rpo.is_some_and(|rpo| rpo > end_millis) || ends.has_reached(&c.channel_id)
+        c.consume_point_millis().is_some_and(|ms| ms > end_millis)
+            || ends.has_reached(&c.channel_id)
     };
     fn owner(c: &ChannelInfo) -> Option<&str> {
         c.client_id.as_deref().filter(|id| !id.is_empty())
@@ -99,7 +100,7 @@ pub fn end_reached(
 mod tests {
     use super::*;
     use ots_protocol::model::{PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange};
-    use ots_protocol::pb::tunnel::TunnelInfo;
+    use ots_protocol::pb::tunnel::{NANOS_PER_MILLI, TunnelInfo};
     use ots_protocol::plainbuffer::SequenceInfo;
 
     fn record(commit_micros: Option<i64>) -> TunnelRecord {
@@ -150,13 +151,14 @@ mod tests {
         assert!(!tracker.has_reached("b"));
     }
 
-    fn channel(id: &str, kind: &str, status: &str, rpo: Option<i64>) -> ChannelInfo {
+    /// A channel with its consume point in ms (the wire carries ns).
+    fn channel(id: &str, kind: &str, status: &str, rpo_ms: Option<i64>) -> ChannelInfo {
         ChannelInfo {
             channel_id: id.into(),
             channel_type: Some(kind.into()),
             channel_status: Some(status.into()),
             client_id: (status == "OPEN").then(|| "me".into()),
-            channel_rpo: rpo,
+            channel_rpo: rpo_ms.map(|ms| ms * NANOS_PER_MILLI),
             channel_count: None,
         }
     }
@@ -197,7 +199,7 @@ mod tests {
                 channel("a", "Stream", "OPEN", Some(1001)),
                 channel("b", "Stream", "OPEN", Some(900)),
                 channel("old", "Stream", "TERMINATED", Some(10)),
-                channel("c", "Stream", "CLOSE", Some(2000)),
+                channel("c", "Stream", "WAIT", Some(2000)),
                 channel("base", "BaseData", "OPEN", None),
             ],
         );
@@ -210,16 +212,16 @@ mod tests {
             end_reached(&stream, end, &ends, "me"),
             "b met a record after the end"
         );
-        stream.channels[0].channel_rpo = Some(1000);
+        stream.channels[0].channel_rpo = Some(1000 * NANOS_PER_MILLI);
         assert!(
             !end_reached(&stream, end, &ends, "me"),
             "a consume point at the end is not past it"
         );
-        stream.channels[0].channel_rpo = Some(1001);
-        stream.channels[3].channel_rpo = Some(900);
+        stream.channels[0].channel_rpo = Some(1001 * NANOS_PER_MILLI);
+        stream.channels[3].channel_rpo = Some(900 * NANOS_PER_MILLI);
         assert!(
             !end_reached(&stream, end, &ends, "me"),
-            "an unowned (CLOSE) channel still counts"
+            "an unowned (WAIT) channel still counts"
         );
     }
 
@@ -243,7 +245,7 @@ mod tests {
         );
         let mut unowned = described.clone();
         unowned.channels[1].client_id = None;
-        unowned.channels[1].channel_status = Some("CLOSE".into());
+        unowned.channels[1].channel_status = Some("WAIT".into());
         assert!(
             !end_reached(&unowned, end, &ends, "me"),
             "an unowned channel needs this process"

@@ -58,7 +58,7 @@ pub async fn monitor(watch: Watch) {
             stage.clone_from(&description.tunnel.stage);
             tracing::info!(%tunnel, %stage, channels = description.channels.len(), "tunnel stage");
         }
-        if let Some(rpo) = description.tunnel_rpo.filter(|&r| r > 0) {
+        if let Some(rpo) = description.consume_point_millis() {
             metrics.set_tunnel_lag(Utc::now().timestamp_millis() - rpo);
         }
         let me = me.lock().unwrap_or_else(|p| p.into_inner()).clone();

@@ -29,6 +29,17 @@ pub enum PipelineError {
         /// The failure.
         error: ClientError,
     },
+    /// An endpoint does not answer at all (refused, unresolvable, timed out).
+    #[error("cannot reach the {side} endpoint {endpoint}")]
+    Unreachable {
+        /// "source" or "destination".
+        side: &'static str,
+        /// The endpoint.
+        endpoint: String,
+        /// The transport failure.
+        #[source]
+        error: ClientError,
+    },
     /// Table or tunnel set-up failed.
     #[error(transparent)]
     Setup(#[from] SetupError),
@@ -138,6 +149,10 @@ pub async fn replicate(
             side: "destination",
             error,
         })?;
+    for (side, client) in [("source", &source), ("destination", &destination)] {
+        reachable(side, client).await?;
+    }
+    setup::ensure_source_stream(&source, &config.source.table_name, config.enable_stream).await?;
     setup::ensure_destination_table(
         &source,
         &config.source.table_name,
@@ -236,6 +251,24 @@ pub async fn replicate(
     };
     tracing::info!(%summary, "replication finished");
     Ok(summary)
+}
+
+/// Fails within about a second when `client`'s endpoint does not answer at all, naming it, rather
+/// than after the default retry policy's minute. Any answer, even an error, counts as reachable:
+/// the set-up calls that follow report those.
+async fn reachable(side: &'static str, client: &ots_client::Client) -> Result<(), PipelineError> {
+    match client
+        .with_retry(ots_client::RetryPolicy::probe())
+        .list_table()
+        .await
+    {
+        Err(error @ ClientError::Transport(_)) => Err(PipelineError::Unreachable {
+            side,
+            endpoint: client.config().endpoint.clone(),
+            error,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// What a worker needs to join the tunnel again.

@@ -23,6 +23,16 @@ pub enum SetupError {
         /// The failure.
         error: ClientError,
     },
+    /// The source table has no stream, and the config does not let set-up enable it.
+    #[error(
+        "source table {table} has no stream enabled, so it cannot be replicated incrementally; set `ots-reader.enableStream = true` to let otsrep enable it (UpdateTable, records kept {hours} hours), or enable it yourself"
+    )]
+    NoStream {
+        /// The source table.
+        table: String,
+        /// How long the stream would keep records.
+        hours: i32,
+    },
     /// The destination exists with a primary key the source's rows do not fit.
     #[error("destination table {table} has primary key [{found}] but the source has [{expected}]")]
     SchemaMismatch {
@@ -79,6 +89,48 @@ fn warn_about_options(source: &TableOptions, destination: &TableOptions, table: 
     }
 }
 
+/// Hours a stream that set-up enables keeps records: the most the service allows, so a
+/// replicator may stop for up to a week without losing changes.
+pub const ENABLED_STREAM_HOURS: i32 = 168;
+
+/// Checks, before anything is created, that the source table has a stream; enables it with
+/// UpdateTable when `enable` allows (the Python SDK, for one, cannot enable a stream).
+pub async fn ensure_source_stream(
+    client: &Client,
+    table: &str,
+    enable: bool,
+) -> Result<(), SetupError> {
+    let description = client
+        .describe_table(table)
+        .await
+        .map_err(call_error(format!("describing source table {table}")))?;
+    if description
+        .stream_details
+        .as_ref()
+        .is_some_and(|s| s.enable_stream)
+    {
+        return Ok(());
+    }
+    if !enable {
+        return Err(SetupError::NoStream {
+            table: table.to_owned(),
+            hours: ENABLED_STREAM_HOURS,
+        });
+    }
+    client
+        .enable_stream(table, ENABLED_STREAM_HOURS)
+        .await
+        .map_err(call_error(format!(
+            "enabling the stream of source table {table}"
+        )))?;
+    tracing::info!(
+        table,
+        hours = ENABLED_STREAM_HOURS,
+        "enabled the source table's stream"
+    );
+    Ok(())
+}
+
 /// What [`ensure_destination_table`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableSetup {
@@ -110,6 +162,7 @@ pub fn destination_table_request(
                 })
                 .collect(),
             defined_column: source.table_meta.defined_column.clone(),
+            ..Default::default()
         },
         reserved_throughput: ReservedThroughput {
             capacity_unit: CapacityUnit {
@@ -121,10 +174,9 @@ pub fn destination_table_request(
             time_to_live: Some(source.table_options.time_to_live.unwrap_or(-1)),
             max_versions: Some(source.table_options.max_versions.unwrap_or(1)),
             deviation_cell_version_in_sec: Some(DESTINATION_MAX_DEVIATION_SECS),
-            allow_update: None,
+            ..Default::default()
         }),
-        partitions: Vec::new(),
-        stream_spec: None,
+        ..Default::default()
     }
 }
 
@@ -245,6 +297,7 @@ mod tests {
                     },
                 ],
                 defined_column: vec![],
+                ..Default::default()
             },
             reserved_throughput_details: ReservedThroughputDetails::default(),
             table_options: TableOptions {
@@ -252,9 +305,11 @@ mod tests {
                 max_versions: Some(3),
                 deviation_cell_version_in_sec: Some(86400),
                 allow_update: None,
+                ..Default::default()
             },
             stream_details: None,
             shard_splits: vec![],
+            ..Default::default()
         };
         let request = destination_table_request(&source, "dst");
         assert_eq!(request.table_meta.table_name, "dst");

@@ -69,6 +69,7 @@ pub fn local_config(
     ReplicatorConfig {
         source: endpoint(url, source),
         tunnel_name: tunnel.to_owned(),
+        enable_stream: false,
         end_time: None,
         destination: endpoint(url, destination),
         batch_write_count: 200,

@@ -55,7 +55,19 @@ pub fn key(id: i64) -> PrimaryKey {
 
 /// Creates `table` with an integer key `id`, three versions per column and a stream.
 pub async fn create_source_table(client: &Client, table: &str) -> Result<(), WorkloadError> {
-    let request = CreateTableRequest {
+    client
+        .create_table(&source_table_request(table))
+        .await
+        .map_err(|source| WorkloadError::Call {
+            action: format!("creating source table {table}"),
+            source,
+        })
+}
+
+/// The source table's CreateTable: an integer key `id`, three versions per column, a stream
+/// keeping records a day.
+pub fn source_table_request(table: &str) -> CreateTableRequest {
+    CreateTableRequest {
         table_meta: TableMeta {
             table_name: table.to_owned(),
             primary_key: vec![PrimaryKeySchema {
@@ -64,6 +76,7 @@ pub async fn create_source_table(client: &Client, table: &str) -> Result<(), Wor
                 option: None,
             }],
             defined_column: Vec::new(),
+            ..Default::default()
         },
         reserved_throughput: ReservedThroughput {
             capacity_unit: CapacityUnit {
@@ -76,20 +89,16 @@ pub async fn create_source_table(client: &Client, table: &str) -> Result<(), Wor
             max_versions: Some(SOURCE_MAX_VERSIONS),
             deviation_cell_version_in_sec: Some(86_400),
             allow_update: None,
+            ..Default::default()
         }),
         partitions: Vec::new(),
         stream_spec: Some(StreamSpecification {
             enable_stream: true,
             expiration_time: Some(24),
+            ..Default::default()
         }),
-    };
-    client
-        .create_table(&request)
-        .await
-        .map_err(|source| WorkloadError::Call {
-            action: format!("creating source table {table}"),
-            source,
-        })
+        ..Default::default()
+    }
 }
 
 fn now_millis() -> i64 {

@@ -1,5 +1,21 @@
 //! One channel's pipeline: a reader task that fetches the next page while the current one is
 //! taken by the sink, and a loop that checkpoints each batch after it is durable.
+//!
+//! Where it differs from the official workers, on purpose (Go `tunnel/channel.go`,
+//! `tunnel/checkpointer.go`; Java `ProcessDataPipeline.java`, `Checkpointer.java`):
+//!
+//! - It checkpoints after every batch, once the batch is durable (the SDKs checkpoint the
+//!   newest token every 5 or 10 s): fewer records are delivered twice after a crash or a move.
+//! - On `OTSSequenceNumberNotMatch` it reads the stored checkpoint, as the SDKs do, and carries
+//!   on from its sequence number only if the stored token is its own (its previous attempt was
+//!   stored, the answer lost); the SDKs take the number and drop that checkpoint, but a
+//!   checkpoint here stands for durable rows, so another writer's token means the channel is
+//!   no longer this worker's.
+//! - A failed read or GetCheckpoint is retried with backoff in place (the SDKs close the
+//!   channel and report it CLOSE, to be handed out again).
+//! - After a non-empty page it reads at once, and after an empty one it pauses from 10 ms
+//!   doubling to `idle_pause` (the SDKs: 20 ms ×5 up to 5 s), unless the server says more
+//!   records may be there (`may_more_record`), for a low lag.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +42,7 @@ pub(crate) enum ChannelEnd {
 fn lost(error: &ClientError) -> bool {
     matches!(
         error.code(),
-        Some(
-            ErrorCode::ResourceGone
-                | ErrorCode::SequenceNumberNotMatch
-                | ErrorCode::PermissionDenied
-        )
+        Some(ErrorCode::ResourceGone | ErrorCode::PermissionDenied)
     )
 }
 
@@ -101,8 +113,9 @@ async fn pipeline<S: RecordSink>(
             None => break ChannelEnd::Stopped,
         }
         sequence += 1;
-        if !checkpoint(shared, channel, &page.next_token, sequence, stop).await {
-            break ChannelEnd::Stopped;
+        match checkpoint(shared, channel, &page.next_token, sequence, stop).await {
+            Some(stored) => sequence = stored,
+            None => break ChannelEnd::Stopped,
         }
         if page.next_token == FINISH_TAG {
             tracing::info!(channel, "channel finished");
@@ -143,18 +156,18 @@ async fn take_with_retry<S: RecordSink>(
     }
 }
 
-/// Stores a checkpoint, retrying transient failures. `false` when the channel is lost or the
-/// worker stops.
+/// Stores a checkpoint, retrying transient failures; returns the sequence number it is stored
+/// under, or `None` when the channel is lost or the worker stops.
 async fn checkpoint(
     shared: &Arc<Shared>,
     channel: &str,
     token: &str,
     sequence: i64,
     stop: &mut watch::Receiver<bool>,
-) -> bool {
+) -> Option<i64> {
     let mut attempt = 0;
     loop {
-        match shared
+        let error = match shared
             .client
             .checkpoint(
                 &shared.tunnel_id,
@@ -165,18 +178,39 @@ async fn checkpoint(
             )
             .await
         {
-            Ok(()) => return true,
+            Ok(()) => return Some(sequence),
             Err(e) if lost(&e) => {
                 tracing::info!(channel, error = %e, "channel lost; another worker resumes it from its checkpoint");
-                return false;
+                return None;
             }
-            Err(e) => {
-                attempt += 1;
-                tracing::warn!(channel, error = %e, attempt, "checkpoint failed; retrying");
-                if sleep_or_stop(shared.config.backoff(attempt), stop).await {
-                    return false;
+            Err(e) if e.is(ErrorCode::SequenceNumberNotMatch) => {
+                match shared
+                    .client
+                    .get_checkpoint(&shared.tunnel_id, &shared.client_id, channel)
+                    .await
+                {
+                    Ok(stored) if stored.checkpoint == token => {
+                        return Some(stored.sequence_number);
+                    }
+                    Ok(stored) => {
+                        tracing::info!(
+                            channel,
+                            sequence,
+                            stored = stored.sequence_number,
+                            "the channel was checkpointed by another worker; leaving it"
+                        );
+                        return None;
+                    }
+                    Err(e) if lost(&e) => return None,
+                    Err(e) => e,
                 }
             }
+            Err(e) => e,
+        };
+        attempt += 1;
+        tracing::warn!(channel, error = %error, attempt, "checkpoint failed; retrying");
+        if sleep_or_stop(shared.config.backoff(attempt), stop).await {
+            return None;
         }
     }
 }
@@ -215,6 +249,9 @@ async fn read_pages(
         };
         attempt = 0;
         if page.records.is_empty() && page.next_token == token {
+            if page.may_more_record {
+                continue;
+            }
             if sleep_or_stop(idle, &mut stop).await {
                 return;
             }

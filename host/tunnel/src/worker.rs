@@ -1,8 +1,22 @@
 //! The worker: connect, heartbeat, start and stop channel pipelines as the server assigns and
 //! revokes channels, report their states, and leave the tunnel cleanly.
+//!
+//! It follows the official tunnel workers (Go `tunnel/worker.go`, `tunnel/state.go`,
+//! `tunnel/channel.go`; Java `TunnelWorker.java`, `TunnelStateMachine.java`,
+//! `ChannelConnect.java`): an OPEN channel is reported back with the version it was given; one
+//! this worker stopped is reported CLOSE, and one it consumed to the end TERMINATED, both at
+//! that version plus one; an answer with an older version than what is known is ignored, and a
+//! newer OPEN for a channel already running keeps its pipeline. Where it differs, on purpose:
+//!
+//! - Heartbeats every second with a 30 s timeout by default (the SDKs: 30 s and 300 s), so a
+//!   dead worker's channels move, and a new one gets its share, within seconds.
+//! - A heartbeat error the server will not take back (any code that is not retriable) fails
+//!   the worker at once, like Go; transport errors and busy answers are tried
+//!   `max_failed_heartbeats` times. Whether to connect again is the caller's call
+//!   ([`WorkerError::is_disconnection`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ots_client::{Client, ClientError};
@@ -126,11 +140,46 @@ impl Shared {
     }
 }
 
+/// A channel this worker was given, and what it reports of it.
 struct LocalChannel {
+    /// The version of the server's latest answer for it.
     version: i64,
+    /// OPEN while running, CLOSING once asked to stop; CLOSE or TERMINATED once the pipeline
+    /// ended (then reported at `version + 1`).
     status: ChannelStatus,
     stop: watch::Sender<bool>,
-    task: JoinHandle<ChannelEnd>,
+    task: JoinHandle<()>,
+    /// How the pipeline ended, once it has.
+    end: Arc<OnceLock<ChannelEnd>>,
+}
+
+impl LocalChannel {
+    /// The channel as the next heartbeat reports it.
+    fn report(&self, id: &str) -> Channel {
+        let version = match self.status {
+            ChannelStatus::Open | ChannelStatus::Closing => self.version,
+            ChannelStatus::Close | ChannelStatus::Terminated => self.version + 1,
+        };
+        Channel {
+            channel_id: id.to_owned(),
+            version,
+            status: self.status as i32,
+            detail: None,
+        }
+    }
+
+    /// Once the pipeline ended: TERMINATED if it consumed the channel to its end, CLOSE
+    /// otherwise (stopped, lost, or held at an end time).
+    fn settle(&mut self) {
+        if matches!(self.status, ChannelStatus::Open | ChannelStatus::Closing)
+            && let Some(end) = self.end.get()
+        {
+            self.status = match end {
+                ChannelEnd::Finished => ChannelStatus::Terminated,
+                ChannelEnd::Stopped => ChannelStatus::Close,
+            };
+        }
+    }
 }
 
 /// A running tunnel worker.
@@ -222,22 +271,11 @@ async fn heartbeat_loop<S: RecordSink>(
     let mut failures = 0u32;
     loop {
         for local in channels.values_mut() {
-            if local.status == ChannelStatus::Open && local.task.is_finished() {
-                // Finished, lost or held: report it closed so the server can move on.
-                local.status = ChannelStatus::Close;
-            }
-            if local.status == ChannelStatus::Closing && local.task.is_finished() {
-                local.status = ChannelStatus::Close;
-            }
+            local.settle();
         }
         let report: Vec<Channel> = channels
             .iter()
-            .map(|(id, local)| Channel {
-                channel_id: id.clone(),
-                version: local.version,
-                status: local.status as i32,
-                detail: None,
-            })
+            .map(|(id, local)| local.report(id))
             .collect();
         match shared
             .client
@@ -251,9 +289,9 @@ async fn heartbeat_loop<S: RecordSink>(
             Err(source) => {
                 failures += 1;
                 tracing::warn!(error = %source, failures, "heartbeat failed");
-                if failures >= shared.config.max_failed_heartbeats
-                    || source.is(ErrorCode::ResourceGone)
-                {
+                let refused = matches!(source, ClientError::Service { .. })
+                    && source.retriability() == Retriability::Never;
+                if failures >= shared.config.max_failed_heartbeats || refused {
                     shared.fail(WorkerError::Tunnel {
                         action: "Heartbeat",
                         tunnel_id: shared.tunnel_id.clone(),
@@ -277,6 +315,8 @@ async fn heartbeat_loop<S: RecordSink>(
     }
 }
 
+/// Applies the server's answer: starts pipelines for new assignments, stops those the server
+/// revokes or no longer lists, and ignores answers older than what is known.
 fn reconcile<S: RecordSink>(
     shared: &Arc<Shared>,
     sink: &Arc<S>,
@@ -287,23 +327,40 @@ fn reconcile<S: RecordSink>(
     for channel in assigned {
         seen.push(channel.channel_id.clone());
         let status = ChannelStatus::try_from(channel.status).unwrap_or(ChannelStatus::Close);
-        match status {
-            ChannelStatus::Open => {
-                // Same version: the assignment we already act on (or already reported
-                // closed). A new version is a fresh assignment, resumed from the checkpoint.
-                if channels
-                    .get(&channel.channel_id)
-                    .is_some_and(|local| local.version == channel.version)
-                {
-                    continue;
+        let known = channels.get_mut(&channel.channel_id);
+        if let Some(local) = &known
+            && channel.version < local.version
+        {
+            continue;
+        }
+        match (status, known) {
+            (ChannelStatus::Open, Some(local))
+                if matches!(local.status, ChannelStatus::Open | ChannelStatus::Closing) =>
+            {
+                // The assignment already running (perhaps at a newer version): keep its
+                // pipeline, as the SDKs keep the connection.
+                local.version = channel.version;
+                if local.status == ChannelStatus::Closing {
+                    let _ = local.stop.send(true);
                 }
+            }
+            (ChannelStatus::Open, Some(local)) if channel.version <= local.version => {
+                // Our CLOSE or TERMINATED (at version + 1) is not seen yet: keep reporting it.
+            }
+            (ChannelStatus::Open, _) => {
                 let (stop, stopped) = watch::channel(false);
-                let task = tokio::spawn(channel::run(
-                    shared.clone(),
-                    sink.clone(),
-                    channel.channel_id.clone(),
-                    stopped,
-                ));
+                let end = Arc::new(OnceLock::new());
+                let task = tokio::spawn({
+                    let (shared, sink, id, end) = (
+                        shared.clone(),
+                        sink.clone(),
+                        channel.channel_id.clone(),
+                        end.clone(),
+                    );
+                    async move {
+                        let _ = end.set(channel::run(shared, sink, id, stopped).await);
+                    }
+                });
                 tracing::debug!(channel = %channel.channel_id, version = channel.version, "channel opened");
                 if let Some(old) = channels.insert(
                     channel.channel_id,
@@ -312,22 +369,23 @@ fn reconcile<S: RecordSink>(
                         status: ChannelStatus::Open,
                         stop,
                         task,
+                        end,
                     },
                 ) {
                     let _ = old.stop.send(true);
                 }
             }
-            ChannelStatus::Closing => {
-                if let Some(local) = channels.get_mut(&channel.channel_id) {
-                    // Reported CLOSE only once the batch in flight is done, so the next owner
-                    // never races a write of ours.
-                    let _ = local.stop.send(true);
-                    if local.status == ChannelStatus::Open {
-                        local.status = ChannelStatus::Closing;
-                    }
+            (ChannelStatus::Closing, Some(local)) => {
+                // Reported CLOSE only once the batch in flight is done, so the next owner
+                // never races a write of ours.
+                let _ = local.stop.send(true);
+                local.version = channel.version;
+                if local.status == ChannelStatus::Open {
+                    local.status = ChannelStatus::Closing;
                 }
             }
-            ChannelStatus::Close | ChannelStatus::Terminated => {
+            (ChannelStatus::Closing, None) => {}
+            (ChannelStatus::Close | ChannelStatus::Terminated, _) => {
                 if let Some(local) = channels.remove(&channel.channel_id) {
                     let _ = local.stop.send(true);
                 }

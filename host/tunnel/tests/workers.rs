@@ -46,6 +46,7 @@ async fn source_table(client: &Client, splits: &[(u32, i64)]) {
                     option: None,
                 }],
                 defined_column: vec![],
+                ..Default::default()
             },
             reserved_throughput: ReservedThroughput {
                 capacity_unit: CapacityUnit::default(),
@@ -55,7 +56,9 @@ async fn source_table(client: &Client, splits: &[(u32, i64)]) {
             stream_spec: Some(StreamSpecification {
                 enable_stream: true,
                 expiration_time: Some(24),
+                ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -162,7 +165,8 @@ fn fast() -> WorkerConfig {
 async fn wait_caught_up(client: &Client, since_ms: i64) {
     for _ in 0..300 {
         let described = client.describe_tunnel("src", "t").await.unwrap();
-        if described.tunnel.stage == "ProcessStream" && described.tunnel_rpo.unwrap_or(0) > since_ms
+        if described.tunnel.stage == "ProcessStream"
+            && described.consume_point_millis().unwrap_or(0) > since_ms
         {
             return;
         }

@@ -4,22 +4,24 @@
 //! checkpoints survive a restart; [`state`] holds the rules, this module the I/O around them.
 
 pub mod state;
+mod token;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ots_protocol::error::ErrorCode;
 use ots_protocol::model::{PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange};
-use ots_protocol::pb::tunnel::{self as pb, FINISH_TAG};
+use ots_protocol::pb::tunnel::{self as pb, FINISH_TAG, NANOS_PER_MILLI};
 use ots_protocol::plainbuffer;
 use ots_protocol::record::TunnelRecord;
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::error::ApiError;
-use crate::rules::ReadSpec;
+use crate::rules::read::ReadSpec;
 use crate::store::{KeyRange, Store};
 use state::{Channel, Source, Tunnel, TunnelKind};
+use token::{ChannelToken, Position};
 
 /// tunnel id → JSON [`Tunnel`].
 const TUNNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("tunnels");
@@ -34,6 +36,7 @@ pub const DEFAULT_CLIENT_TIMEOUT_SECS: i64 = 30;
 /// The tunnel service: its state in its own redb table, next to the store it reads.
 pub struct TunnelService {
     db: Arc<Database>,
+    instance_name: String,
 }
 
 fn now_ms() -> i64 {
@@ -50,17 +53,31 @@ fn random_id() -> String {
 }
 
 impl TunnelService {
-    /// The service on `db`, registering its table.
-    pub fn new(db: Arc<Database>) -> Result<Self, ApiError> {
+    /// The service of instance `instance_name` on `db`, registering its table.
+    pub fn new(db: Arc<Database>, instance_name: &str) -> Result<Self, ApiError> {
         let txn = db.begin_write()?;
         txn.open_table(TUNNELS)?;
         txn.commit()?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            instance_name: instance_name.to_owned(),
+        })
     }
 
     /// Runs one tunnel call; `api` is the path after `/tunnel/`. A call that changes a tunnel
     /// loads, changes and stores it in one write transaction; reads use a read transaction.
+    /// The server's own failures answer `OTSTunnelServerUnavailable`, the one code the Go
+    /// tunnel worker retries (`tunnel/error.go` `Temporary`).
     pub fn dispatch(&self, store: &Store, api: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+        self.call(store, api, body).map_err(|e| match e.code {
+            ErrorCode::InternalServerError => {
+                ApiError::new(ErrorCode::TunnelServerUnavailable, e.message)
+            }
+            _ => e,
+        })
+    }
+
+    fn call(&self, store: &Store, api: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
         let now = now_ms();
         Ok(match api {
             "create" => {
@@ -73,15 +90,15 @@ impl TunnelService {
                     .all()?
                     .into_iter()
                     .filter(|t| request.table_name.as_ref().is_none_or(|n| *n == t.table))
-                    .map(|t| info(&t))
-                    .collect();
+                    .map(|t| self.info(store, &t))
+                    .collect::<Result<_, _>>()?;
                 pb::ListTunnelResponse { tunnels }.encode_to_vec()
             }
             "describe" => {
                 let request: pb::DescribeTunnelRequest = decode(api, body)?;
                 let mut tunnel = self.find(&request.table_name, &request.tunnel_name)?;
                 sync_partitions(store, &mut tunnel)?;
-                describe(store, &tunnel, now)?.encode_to_vec()
+                self.describe(store, &tunnel, now)?.encode_to_vec()
             }
             "delete" => {
                 let request: pb::DeleteTunnelRequest = decode(api, body)?;
@@ -145,14 +162,37 @@ impl TunnelService {
             "checkpoint" => {
                 let request: pb::CheckpointRequest = decode(api, body)?;
                 self.modify(&request.tunnel_id, |tunnel| {
+                    let held = tunnel.owned(&request.client_id, &request.channel_id)?;
+                    let rows = match ChannelToken::delivered_by(&request.checkpoint)? {
+                        Some(rows) => rows,
+                        None => held.rows,
+                    };
                     tunnel.checkpoint(
                         &request.client_id,
                         &request.channel_id,
                         request.checkpoint,
                         request.sequence_number,
+                        rows,
                     )
                 })?;
                 pb::CheckpointResponse {}.encode_to_vec()
+            }
+            "getrpo" | "getrpobyoffset" => {
+                let request: pb::GetRpoRequest = decode(api, body)?;
+                let id = request
+                    .tunnel_id
+                    .ok_or_else(|| ApiError::invalid("The tunnel id is missing."))?;
+                let mut tunnel = self.load(&id)?;
+                sync_partitions(store, &mut tunnel)?;
+                self.rpo(store, &tunnel, now)?.encode_to_vec()
+            }
+            "schedule" => {
+                let request: pb::ScheduleRequest = decode(api, body)?;
+                self.modify(&request.tunnel_id, |tunnel| {
+                    sync_partitions(store, tunnel)?;
+                    tunnel.schedule(&request.channels)
+                })?;
+                pb::ScheduleResponse {}.encode_to_vec()
             }
             "readrecords" => {
                 let request: pb::ReadRecordsRequest = decode(api, body)?;
@@ -217,6 +257,11 @@ impl TunnelService {
         now: i64,
     ) -> Result<pb::CreateTunnelResponse, ApiError> {
         let tunnel = new_tunnel(store, spec, now)?;
+        if tunnel.kind != TunnelKind::BaseData {
+            // The service turns the stream on for a Stream or BaseAndStream tunnel, keeping
+            // records seven days (the Java SDK's "Create a tunnel" guide).
+            store.enable_stream(&tunnel.table, now)?;
+        }
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(TUNNELS)?;
@@ -318,14 +363,25 @@ fn new_tunnel(store: &Store, spec: pb::Tunnel, now: i64) -> Result<Tunnel, ApiEr
             )));
         }
     };
-    if kind != TunnelKind::BaseData && !info.stream_enabled() {
-        return Err(ApiError::invalid(format!(
-            "Table {} has no stream enabled.",
-            spec.table_name
-        )));
-    }
     if spec.tunnel_name.is_empty() {
         return Err(ApiError::invalid("The tunnel name is empty."));
+    }
+    if let Some(config) = &spec.stream_tunnel_config {
+        let latest = config
+            .flag
+            .is_none_or(|f| f == pb::StartOffsetFlag::Latest as i32);
+        if !latest || config.start_offset.unwrap_or(0) != 0 || config.end_offset.unwrap_or(0) != 0 {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportOperation,
+                "Stream tunnel configurations (start at EARLIEST or at an offset, an end offset) are not supported by the local server.",
+            ));
+        }
+    }
+    if spec.need_all_time_series_columns == Some(true) {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportOperation,
+            "Time-series tables are not supported by the local server.",
+        ));
     }
     let names: Vec<String> = info
         .definition
@@ -350,19 +406,22 @@ fn new_tunnel(store: &Store, spec: pb::Tunnel, now: i64) -> Result<Tunnel, ApiEr
         }
         cuts.push(bound(names.len(), PrimaryKeyValue::InfMax, &names));
         for (i, pair) in cuts.windows(2).enumerate() {
+            let begin = plainbuffer::encode_primary_key(&pair[0]);
+            let start = ChannelToken {
+                position: Position::Base {
+                    start: begin.clone(),
+                },
+                delivered: 0,
+            };
             tunnel.channels.insert(
                 format!("base-{i}"),
-                Channel {
-                    source: Source::Base {
-                        begin: plainbuffer::encode_primary_key(&pair[0]),
+                Channel::new(
+                    Source::Base {
+                        begin,
                         end: plainbuffer::encode_primary_key(&pair[1]),
                     },
-                    checkpoint: String::new(),
-                    sequence: 0,
-                    owner: None,
-                    version: 0,
-                    revoking: false,
-                },
+                    start.encode(),
+                ),
             );
         }
     }
@@ -374,15 +433,19 @@ fn new_tunnel(store: &Store, spec: pb::Tunnel, now: i64) -> Result<Tunnel, ApiEr
             .filter(|p| !p.closed)
         {
             let (_, head) = store.read_log(&spec.table_name, partition.id, u64::MAX, 0)?;
-            tunnel.add_partition(partition.id, Vec::new());
-            let channel = tunnel
-                .channels
-                .get_mut(&format!("stream-{}", partition.id))
-                .expect("just added");
-            channel.checkpoint = head.to_string();
+            tunnel.add_partition(partition.id, Vec::new(), stream_start(head));
         }
     }
     Ok(tunnel)
+}
+
+/// The checkpoint of a stream channel that starts after log position `after`.
+fn stream_start(after: u64) -> String {
+    ChannelToken {
+        position: Position::Stream { after },
+        delivered: 0,
+    }
+    .encode()
 }
 
 /// Adds channels for partitions created by splits since the tunnel last looked.
@@ -399,100 +462,147 @@ fn sync_partitions(store: &Store, tunnel: &mut Tunnel) -> Result<(), ApiError> {
             .iter()
             .any(|p| tunnel.channels.contains_key(&format!("stream-{p}")));
         if !known && parents_known {
-            tunnel.add_partition(partition.id, partition.parents);
+            tunnel.add_partition(partition.id, partition.parents, stream_start(0));
         }
     }
     Ok(())
 }
 
-fn info(tunnel: &Tunnel) -> pb::TunnelInfo {
-    pb::TunnelInfo {
-        tunnel_id: tunnel.id.clone(),
-        tunnel_type: tunnel.kind.name().to_owned(),
-        table_name: tunnel.table.clone(),
-        instance_name: String::new(),
-        stream_id: format!("{}_{}", tunnel.table, tunnel.created_ms),
-        stage: tunnel.stage().to_owned(),
-        expired: Some(false),
-        tunnel_name: Some(tunnel.name.clone()),
-        public: Some(false),
-        stream_tunnel_config: None,
-        create_time: Some(tunnel.created_ms),
+impl TunnelService {
+    /// A tunnel as ListTunnel and DescribeTunnel report it; times in nanoseconds (the Go SDK's
+    /// `time.Unix(0, create_time)`, Java's `create_time / 1e6`).
+    fn info(&self, store: &Store, tunnel: &Tunnel) -> Result<pb::TunnelInfo, ApiError> {
+        let stream_id = match store.table(&tunnel.table) {
+            Ok(info) if info.stream_enabled() => {
+                crate::api::tables::stream_id(&tunnel.table, store.stream_enabled_at(&info)?)
+            }
+            _ => String::new(),
+        };
+        Ok(pb::TunnelInfo {
+            tunnel_id: tunnel.id.clone(),
+            tunnel_type: tunnel.kind.wire().as_str().to_owned(),
+            table_name: tunnel.table.clone(),
+            instance_name: self.instance_name.clone(),
+            stream_id,
+            stage: tunnel.stage().as_str().to_owned(),
+            expired: Some(false),
+            tunnel_name: Some(tunnel.name.clone()),
+            public: Some(false),
+            stream_tunnel_config: None,
+            create_time: Some(tunnel.created_ms.saturating_mul(NANOS_PER_MILLI)),
+        })
+    }
+
+    /// DescribeTunnel: the tunnel, each channel's status, owner, consume point (ns) and rows
+    /// synchronized, and the tunnel's consume point (its slowest stream channel).
+    fn describe(
+        &self,
+        store: &Store,
+        tunnel: &Tunnel,
+        now: i64,
+    ) -> Result<pb::DescribeTunnelResponse, ApiError> {
+        let mut channels = Vec::new();
+        for (id, channel) in &tunnel.channels {
+            channels.push(pb::ChannelInfo {
+                channel_id: id.clone(),
+                channel_type: Some(channel.kind().as_str().to_owned()),
+                channel_status: Some(channel.described_status().to_owned()),
+                client_id: channel.owner.clone(),
+                channel_rpo: Some(consume_point(store, tunnel, channel, now)?),
+                channel_count: Some(channel.rows),
+            });
+        }
+        Ok(pb::DescribeTunnelResponse {
+            tunnel: self.info(store, tunnel)?,
+            tunnel_rpo: Some(tunnel_consume_point(store, tunnel, now)?),
+            channels,
+        })
+    }
+
+    /// GetRpo and GetRpoByOffset: each channel's consume point, status and rows, and the
+    /// tunnel's, as JSON. The Go SDK unmarshals `RpoInfos` into channel id → client id (empty
+    /// when no client holds it) → `RpoLatency`, and `TunnelRpoInfos` into tunnel id →
+    /// `TunnelRpoLatency`; it converts nothing, so times are given as everywhere in the
+    /// tunnel API, in nanoseconds (`AccessTime` is when the answer was made).
+    fn rpo(
+        &self,
+        store: &Store,
+        tunnel: &Tunnel,
+        now: i64,
+    ) -> Result<pb::GetRpoResponse, ApiError> {
+        let access = now.saturating_mul(NANOS_PER_MILLI);
+        let mut channels = serde_json::Map::new();
+        let mut total = 0;
+        for (id, channel) in &tunnel.channels {
+            total += channel.rows;
+            let latency = serde_json::json!({
+                "ChannelTyp": channel.kind().as_str(),
+                "Status": channel.described_status(),
+                "TotalCount": channel.rows,
+                "AccessTime": access,
+                "RpoTime": consume_point(store, tunnel, channel, now)?,
+            });
+            let mut by_client = serde_json::Map::new();
+            by_client.insert(channel.owner.clone().unwrap_or_default(), latency);
+            channels.insert(id.clone(), by_client.into());
+        }
+        let tunnels = serde_json::json!({
+            tunnel.id.as_str(): {
+                "Status": tunnel.stage().as_str(),
+                "TotalCount": total,
+                "AccessTime": access,
+                "RpoTime": tunnel_consume_point(store, tunnel, now)?,
+            }
+        });
+        Ok(pb::GetRpoResponse {
+            rpo_infos: Some(serde_json::to_vec(&channels).expect("JSON of maps")),
+            tunnel_rpo_infos: Some(serde_json::to_vec(&tunnels).expect("JSON of maps")),
+            tunnel_id: Some(tunnel.id.clone()),
+        })
     }
 }
 
-/// The consume point of a stream channel (ms): everything committed up to it is consumed.
-/// A channel that read everything is caught up to now; one behind is just before its next
-/// unread record.
-fn stream_rpo(
-    store: &Store,
-    table: &str,
-    channel: &Channel,
-    partition: u32,
-    now: i64,
-) -> Result<i64, ApiError> {
-    if channel.finished() {
-        return Ok(now);
-    }
-    let after: u64 = channel.checkpoint.parse().unwrap_or(0);
-    let (next, head) = store.read_log(table, partition, after, 1)?;
-    Ok(match next.first() {
-        Some(record) if after < head => record.timestamp_us / 1000 - 1,
-        _ => now,
-    })
-}
-
-fn describe(
+/// A channel's consume point in nanoseconds. A stream channel that read everything is caught
+/// up to now, one behind is just before its next unread record; a base-data channel is at the
+/// tunnel's creation once done, nowhere (0) before.
+fn consume_point(
     store: &Store,
     tunnel: &Tunnel,
+    channel: &Channel,
     now: i64,
-) -> Result<pb::DescribeTunnelResponse, ApiError> {
-    let mut channels = Vec::new();
-    let mut tunnel_rpo: Option<i64> = None;
-    for (id, channel) in &tunnel.channels {
-        let rpo = match &channel.source {
-            Source::Stream { partition, .. } => {
-                let rpo = stream_rpo(store, &tunnel.table, channel, *partition, now)?;
-                if tunnel.available(channel) || !channel.finished() {
-                    tunnel_rpo = Some(tunnel_rpo.map_or(rpo, |r| r.min(rpo)));
-                }
-                rpo
+) -> Result<i64, ApiError> {
+    let millis = match &channel.source {
+        Source::Stream { partition, .. } if !channel.finished() => {
+            let after = match ChannelToken::decode(&channel.checkpoint)?.position {
+                Position::Stream { after } => after,
+                Position::Base { .. } => 0,
+            };
+            let (next, head) = store.read_log(&tunnel.table, *partition, after, 1)?;
+            match next.first() {
+                Some(record) if after < head => record.timestamp_us / 1000 - 1,
+                _ => now,
             }
-            Source::Base { .. } => {
-                if channel.finished() {
-                    tunnel.created_ms
-                } else {
-                    0
-                }
-            }
-        };
-        let status = if channel.finished() {
-            "TERMINATED"
-        } else if channel.revoking {
-            "CLOSING"
-        } else if channel.owner.is_some() {
-            "OPEN"
-        } else {
-            "CLOSE"
-        };
-        channels.push(pb::ChannelInfo {
-            channel_id: id.clone(),
-            channel_type: Some(channel.kind_name().to_owned()),
-            channel_status: Some(status.to_owned()),
-            client_id: channel.owner.clone(),
-            channel_rpo: Some(rpo),
-            channel_count: Some(channel.sequence),
-        });
-    }
-    let tunnel_rpo = match tunnel.stage() {
-        "ProcessBaseData" => 0,
-        _ => tunnel_rpo.unwrap_or(now),
+        }
+        Source::Stream { .. } => now,
+        Source::Base { .. } if channel.finished() => tunnel.created_ms,
+        Source::Base { .. } => 0,
     };
-    Ok(pb::DescribeTunnelResponse {
-        tunnel: info(tunnel),
-        channels,
-        tunnel_rpo: Some(tunnel_rpo),
-    })
+    Ok(millis.saturating_mul(NANOS_PER_MILLI))
+}
+
+/// The tunnel's consume point (ns): its slowest unfinished stream channel, now when all are
+/// caught up, and 0 while the base data is copied.
+fn tunnel_consume_point(store: &Store, tunnel: &Tunnel, now: i64) -> Result<i64, ApiError> {
+    if tunnel.stage() == pb::TunnelStage::ProcessBaseData {
+        return Ok(0);
+    }
+    let mut slowest = now.saturating_mul(NANOS_PER_MILLI);
+    for channel in tunnel.channels.values() {
+        if matches!(channel.source, Source::Stream { .. }) && !channel.finished() {
+            slowest = slowest.min(consume_point(store, tunnel, channel, now)?);
+        }
+    }
+    Ok(slowest)
 }
 
 fn read_records(
@@ -501,27 +611,38 @@ fn read_records(
     channel: &Channel,
     token: &str,
 ) -> Result<pb::ReadRecordsResponse, ApiError> {
+    let finished = || pb::ReadRecordsResponse {
+        records: Vec::new(),
+        next_token: FINISH_TAG.into(),
+        may_more_record: Some(false),
+    };
     if token == FINISH_TAG {
-        return Ok(pb::ReadRecordsResponse {
-            records: Vec::new(),
-            next_token: FINISH_TAG.into(),
-            may_more_record: Some(false),
-        });
+        return Ok(finished());
     }
-    match &channel.source {
-        Source::Stream { partition, .. } => {
-            let after: u64 = token
-                .parse()
-                .map_err(|_| ApiError::invalid(format!("Invalid token: {token:?}.")))?;
+    let ChannelToken {
+        position,
+        delivered,
+    } = ChannelToken::decode(token)?;
+    let next = |position, records: usize| {
+        ChannelToken {
+            position,
+            delivered: delivered + records as i64,
+        }
+        .encode()
+    };
+    match (&channel.source, position) {
+        (Source::Stream { partition, .. }, Position::Stream { after }) => {
             let (logged, head) =
                 store.read_log(&tunnel.table, *partition, after, MAX_RECORDS_PER_READ)?;
             let closed = store
                 .partitions(&tunnel.table)?
                 .iter()
                 .any(|p| p.id == *partition && p.closed);
+            if logged.is_empty() && closed && after >= head {
+                return Ok(finished());
+            }
             let next_token = match logged.last() {
-                Some(last) => last.seq.to_string(),
-                None if closed && after >= head => FINISH_TAG.to_owned(),
+                Some(last) => next(Position::Stream { after: last.seq }, logged.len()),
                 None => token.to_owned(),
             };
             Ok(pb::ReadRecordsResponse {
@@ -530,26 +651,22 @@ fn read_records(
                 next_token,
             })
         }
-        Source::Base { begin, end } => {
-            let start = if token.is_empty() {
-                plainbuffer::decode_primary_key(begin)?
-            } else {
-                let bytes = hex_decode(token)
-                    .ok_or_else(|| ApiError::invalid(format!("Invalid token: {token:?}.")))?;
-                plainbuffer::decode_primary_key(&bytes)
-                    .map_err(|e| ApiError::invalid(format!("Invalid token: {e}.")))?
-            };
+        (Source::Base { end, .. }, Position::Base { start }) => {
+            // The page that reaches the shard's end returns a token at the end, and reading
+            // from there finishes the channel: the rows of the last page are counted in a
+            // checkpoint before `finished`, which carries no count.
+            if start == *end {
+                return Ok(finished());
+            }
             let range = KeyRange {
-                start,
+                start: plainbuffer::decode_primary_key(&start)
+                    .map_err(|e| ApiError::invalid(format!("Invalid token: {e}.")))?,
                 end: plainbuffer::decode_primary_key(end)?,
                 backward: false,
                 limit: MAX_RECORDS_PER_READ,
             };
-            let spec = ReadSpec {
-                columns: Vec::new(),
-                max_versions: usize::MAX,
-            };
-            let page = store.get_range(&tunnel.table, &range, &spec, now_ms())?;
+            let page = store.get_range(&tunnel.table, &range, &ReadSpec::everything(), now_ms())?;
+            let count = page.rows.len();
             let records = page
                 .rows
                 .into_iter()
@@ -564,28 +681,18 @@ fn read_records(
                     .encode()
                 })
                 .collect();
+            let next_start = match &page.next_start {
+                Some(key) => plainbuffer::encode_primary_key(key),
+                None => end.clone(),
+            };
             Ok(pb::ReadRecordsResponse {
                 records,
                 may_more_record: Some(page.next_start.is_some()),
-                next_token: match page.next_start {
-                    Some(next) => hex_encode(&plainbuffer::encode_primary_key(&next)),
-                    None => FINISH_TAG.to_owned(),
-                },
+                next_token: next(Position::Base { start: next_start }, count),
             })
         }
+        _ => Err(ApiError::invalid(format!(
+            "The token {token:?} is not one of this channel's."
+        ))),
     }
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }

@@ -1,6 +1,12 @@
 //! A tunnel's durable state and the rules that change it: channel availability, assignment
-//! and rebalancing across clients, heartbeat expiry and checkpoint validation. Pure logic;
-//! [`super::TunnelService`] loads and stores it around every call.
+//! and rebalancing across clients, heartbeat expiry, checkpoint validation and scheduling.
+//! Pure logic; [`super::TunnelService`] loads and stores it around every call.
+//!
+//! Channel versions follow the official tunnel workers: a client reports a channel it closed
+//! or finished with the version it was given plus one (Go `tunnel/channel.go`
+//! `closeAndUpdate`, Java `ChannelConnect.java`), so the server frees a channel on a report of
+//! its version or later, keeps the later one, and gives a reassigned channel a version above
+//! it (a client ignores an answer older than what it reported).
 
 use std::collections::BTreeMap;
 
@@ -22,12 +28,12 @@ pub enum TunnelKind {
 }
 
 impl TunnelKind {
-    /// The name DescribeTunnel reports.
-    pub fn name(self) -> &'static str {
+    /// The wire type of this kind.
+    pub fn wire(self) -> pb::TunnelType {
         match self {
-            Self::BaseData => "BaseData",
-            Self::Stream => "Stream",
-            Self::BaseAndStream => "BaseAndStream",
+            Self::BaseData => pb::TunnelType::BaseData,
+            Self::Stream => pb::TunnelType::Stream,
+            Self::BaseAndStream => pb::TunnelType::BaseAndStream,
         }
     }
 }
@@ -62,10 +68,16 @@ pub struct Channel {
     pub sequence: i64,
     /// The client holding it.
     pub owner: Option<String>,
-    /// Bumped at every change of owner.
+    /// Bumped at every change of owner, and at least the last version a client reported.
     pub version: i64,
     /// Being taken from its owner: the owner is asked to close it.
     pub revoking: bool,
+    /// Rows synchronized: records delivered up to the stored checkpoint.
+    #[serde(default)]
+    pub rows: i64,
+    /// Suspended by Schedule: taken from its owner and not handed out until resumed.
+    #[serde(default)]
+    pub suspended: bool,
 }
 
 impl Channel {
@@ -74,11 +86,40 @@ impl Channel {
         self.checkpoint == FINISH_TAG
     }
 
-    /// `"BaseData"` or `"Stream"`.
-    pub fn kind_name(&self) -> &'static str {
+    /// What the channel delivers.
+    pub fn kind(&self) -> pb::ChannelType {
         match self.source {
-            Source::Base { .. } => "BaseData",
-            Source::Stream { .. } => "Stream",
+            Source::Base { .. } => pb::ChannelType::BaseData,
+            Source::Stream { .. } => pb::ChannelType::Stream,
+        }
+    }
+
+    /// A new channel over `source`, unowned, at its start `checkpoint`.
+    pub fn new(source: Source, checkpoint: String) -> Self {
+        Self {
+            source,
+            checkpoint,
+            sequence: 0,
+            owner: None,
+            version: 0,
+            revoking: false,
+            rows: 0,
+            suspended: false,
+        }
+    }
+
+    /// The status DescribeTunnel reports: the heartbeat's OPEN, CLOSING and TERMINATED, or
+    /// WAIT for a channel no client holds (the Java SDK's `ChannelStatus.WAIT`; the Go SDK's
+    /// schedule sample waits for it). A suspended channel stays CLOSING until resumed.
+    pub fn described_status(&self) -> &'static str {
+        if self.finished() {
+            "TERMINATED"
+        } else if self.suspended || (self.owner.is_some() && self.revoking) {
+            "CLOSING"
+        } else if self.owner.is_some() {
+            "OPEN"
+        } else {
+            "WAIT"
         }
     }
 }
@@ -118,14 +159,13 @@ fn gone(what: impl Into<String>) -> ApiError {
 }
 
 impl Tunnel {
-    /// The processing stage DescribeTunnel reports.
-    pub fn stage(&self) -> &'static str {
+    /// The processing stage DescribeTunnel reports. A BaseData tunnel stays in
+    /// ProcessBaseData when done: the SDKs know no other stage; its channels say it is done.
+    pub fn stage(&self) -> pb::TunnelStage {
         match self.kind {
-            TunnelKind::Stream => "ProcessStream",
-            TunnelKind::BaseData if self.base_finished() => "Finished",
-            TunnelKind::BaseData => "ProcessBaseData",
-            TunnelKind::BaseAndStream if self.base_finished() => "ProcessStream",
-            TunnelKind::BaseAndStream => "ProcessBaseData",
+            TunnelKind::Stream => pb::TunnelStage::ProcessStream,
+            TunnelKind::BaseAndStream if self.base_finished() => pb::TunnelStage::ProcessStream,
+            TunnelKind::BaseData | TunnelKind::BaseAndStream => pb::TunnelStage::ProcessBaseData,
         }
     }
 
@@ -145,7 +185,7 @@ impl Tunnel {
     /// Whether a channel may be handed out now: not finished, and its predecessors (base data
     /// before stream, parents before children) are finished.
     pub fn available(&self, channel: &Channel) -> bool {
-        if channel.finished() {
+        if channel.finished() || channel.suspended {
             return false;
         }
         match &channel.source {
@@ -160,21 +200,15 @@ impl Tunnel {
         }
     }
 
-    /// Adds a channel for a partition the tunnel does not know yet (born from a split).
-    pub fn add_partition(&mut self, partition: u32, parents: Vec<u32>) {
+    /// Adds a channel for a partition the tunnel does not know yet (born from a split, or
+    /// there at creation), starting at checkpoint `start`.
+    pub fn add_partition(&mut self, partition: u32, parents: Vec<u32>, start: String) {
         if self.kind == TunnelKind::BaseData || self.stream_channel_of(partition).is_some() {
             return;
         }
         self.channels.insert(
             format!("stream-{partition}"),
-            Channel {
-                source: Source::Stream { partition, parents },
-                checkpoint: "0".into(),
-                sequence: 0,
-                owner: None,
-                version: 0,
-                revoking: false,
-            },
+            Channel::new(Source::Stream { partition, parents }, start),
         );
     }
 
@@ -232,13 +266,15 @@ impl Tunnel {
         Ok(channel)
     }
 
-    /// Stores a checkpoint after checking the owner and that the sequence number moves on.
+    /// Stores a checkpoint after checking the owner and that the sequence number moves on;
+    /// `rows` is how many records the channel delivered up to `token`.
     pub fn checkpoint(
         &mut self,
         client_id: &str,
         channel_id: &str,
         token: String,
         sequence: i64,
+        rows: i64,
     ) -> Result<(), ApiError> {
         let stored = self.owned(client_id, channel_id)?.sequence;
         if sequence <= stored {
@@ -252,6 +288,46 @@ impl Tunnel {
         let channel = self.channels.get_mut(channel_id).expect("checked above");
         channel.checkpoint = token;
         channel.sequence = sequence;
+        channel.rows = rows;
+        Ok(())
+    }
+
+    /// Schedule: suspends (CLOSING), resumes (OPEN) or terminates (TERMINATED) channels. A
+    /// suspended channel is taken from its owner and handed to nobody until resumed; a
+    /// terminated one counts as consumed.
+    pub fn schedule(&mut self, channels: &[pb::Channel]) -> Result<(), ApiError> {
+        for wanted in channels {
+            if !self.channels.contains_key(&wanted.channel_id) {
+                return Err(ApiError::invalid(format!(
+                    "No channel {} in the tunnel.",
+                    wanted.channel_id
+                )));
+            }
+            if pb::ChannelStatus::try_from(wanted.status).is_err() {
+                return Err(ApiError::invalid(format!(
+                    "Invalid channel status: {}.",
+                    wanted.status
+                )));
+            }
+        }
+        for wanted in channels {
+            let channel = self
+                .channels
+                .get_mut(&wanted.channel_id)
+                .expect("checked above");
+            match pb::ChannelStatus::try_from(wanted.status).expect("checked above") {
+                pb::ChannelStatus::Open => channel.suspended = false,
+                pb::ChannelStatus::Closing | pb::ChannelStatus::Close => {
+                    channel.suspended = wanted.status == pb::ChannelStatus::Closing as i32;
+                    channel.revoking = channel.owner.is_some();
+                }
+                pb::ChannelStatus::Terminated => {
+                    channel.checkpoint = FINISH_TAG.to_owned();
+                    channel.suspended = false;
+                }
+            }
+        }
+        self.rebalance();
         Ok(())
     }
 
@@ -277,10 +353,11 @@ impl Tunnel {
             if let Some(channel) = self.channels.get_mut(&report.channel_id)
                 && closed
                 && channel.owner.as_deref() == Some(client_id)
-                && channel.version == report.version
+                && report.version >= channel.version
             {
                 channel.owner = None;
                 channel.revoking = false;
+                channel.version = report.version;
             }
         }
         self.rebalance();
@@ -376,21 +453,17 @@ mod tests {
         for i in 0..shards {
             t.channels.insert(
                 format!("base-{i}"),
-                Channel {
-                    source: Source::Base {
+                Channel::new(
+                    Source::Base {
                         begin: vec![],
                         end: vec![],
                     },
-                    checkpoint: String::new(),
-                    sequence: 0,
-                    owner: None,
-                    version: 0,
-                    revoking: false,
-                },
+                    String::new(),
+                ),
             );
         }
         for p in 0..4 {
-            t.add_partition(p, vec![]);
+            t.add_partition(p, vec![], String::new());
         }
         t
     }
@@ -413,7 +486,7 @@ mod tests {
             vec!["base-0", "base-1"]
         );
         for id in ["base-0", "base-1"] {
-            t.checkpoint("a", id, FINISH_TAG.into(), 1).unwrap();
+            t.checkpoint("a", id, FINISH_TAG.into(), 1, 0).unwrap();
         }
         let answer = t.heartbeat("a", &[], 1).unwrap();
         assert_eq!(
@@ -430,9 +503,10 @@ mod tests {
         let answer = t.heartbeat("a", &closed, 2).unwrap();
         assert_eq!(held(&answer, pb::ChannelStatus::Open).len(), 4);
 
-        t.add_partition(4, vec![0]);
+        t.add_partition(4, vec![0], String::new());
         assert!(!t.available(&t.channels["stream-4"]));
-        t.checkpoint("a", "stream-0", FINISH_TAG.into(), 1).unwrap();
+        t.checkpoint("a", "stream-0", FINISH_TAG.into(), 1, 0)
+            .unwrap();
         assert!(t.available(&t.channels["stream-4"]));
     }
 
@@ -475,11 +549,147 @@ mod tests {
         t.heartbeat("a", &[], 0).unwrap();
         let owner = t.channels["stream-0"].owner.clone().unwrap();
         let other = if owner == "a" { "b" } else { "a" };
-        t.checkpoint(&owner, "stream-0", "5".into(), 1).unwrap();
-        let stale = t.checkpoint(&owner, "stream-0", "3".into(), 1).unwrap_err();
+        t.checkpoint(&owner, "stream-0", "5".into(), 1, 0).unwrap();
+        let stale = t
+            .checkpoint(&owner, "stream-0", "3".into(), 1, 0)
+            .unwrap_err();
         assert_eq!(stale.code, ErrorCode::SequenceNumberNotMatch);
-        let foreign = t.checkpoint(other, "stream-0", "9".into(), 2).unwrap_err();
+        let foreign = t
+            .checkpoint(other, "stream-0", "9".into(), 2, 0)
+            .unwrap_err();
         assert_eq!(foreign.code, ErrorCode::ResourceGone);
         assert_eq!(t.channels["stream-0"].checkpoint, "5");
+    }
+
+    /// The answer a client reports back for a channel it stops: CLOSE or TERMINATED at the
+    /// version it was given plus one, as the Go and Java tunnel workers do.
+    fn sdk_report(channel: &pb::Channel, status: pb::ChannelStatus) -> pb::Channel {
+        pb::Channel {
+            version: channel.version + 1,
+            status: status as i32,
+            ..channel.clone()
+        }
+    }
+
+    #[test]
+    fn a_channel_closed_at_version_plus_one_moves_to_another_client() {
+        let mut t = tunnel(TunnelKind::Stream);
+        t.connect("a".into(), "a".into(), 1000, 0);
+        t.heartbeat("a", &[], 0).unwrap();
+        t.connect("b".into(), "b".into(), 1000, 0);
+        let answer = t.heartbeat("a", &[], 1).unwrap();
+        let revoked: Vec<pb::Channel> = answer
+            .iter()
+            .filter(|c| c.status == pb::ChannelStatus::Closing as i32)
+            .cloned()
+            .collect();
+        assert_eq!(revoked.len(), 2);
+        let reports: Vec<pb::Channel> = revoked
+            .iter()
+            .map(|c| sdk_report(c, pb::ChannelStatus::Close))
+            .collect();
+        t.heartbeat("a", &reports, 2).unwrap();
+        let given = t.heartbeat("b", &[], 3).unwrap();
+        assert_eq!(held(&given, pb::ChannelStatus::Open).len(), 2);
+        for channel in &given {
+            let reported = reports
+                .iter()
+                .find(|r| r.channel_id == channel.channel_id)
+                .unwrap();
+            assert!(
+                channel.version > reported.version,
+                "the new owner's version is above the last report, or the SDK ignores it"
+            );
+        }
+    }
+
+    #[test]
+    fn a_finished_channel_is_freed_by_a_terminated_report() {
+        let mut t = tunnel(TunnelKind::BaseData);
+        t.connect("a".into(), "a".into(), 1000, 0);
+        let answer = t.heartbeat("a", &[], 0).unwrap();
+        t.checkpoint("a", "base-0", FINISH_TAG.into(), 1, 10)
+            .unwrap();
+        let answer_after = t.heartbeat("a", &answer, 1).unwrap();
+        let finished = answer_after
+            .iter()
+            .find(|c| c.channel_id == "base-0")
+            .unwrap();
+        assert_eq!(finished.status, pb::ChannelStatus::Closing as i32);
+        t.heartbeat(
+            "a",
+            &[sdk_report(finished, pb::ChannelStatus::Terminated)],
+            2,
+        )
+        .unwrap();
+        assert_eq!(t.channels["base-0"].owner, None);
+        assert_eq!(t.channels["base-0"].described_status(), "TERMINATED");
+        assert_eq!(t.channels["base-0"].rows, 10);
+    }
+
+    #[test]
+    fn an_older_report_frees_nothing() {
+        let mut t = tunnel(TunnelKind::Stream);
+        t.connect("a".into(), "a".into(), 1000, 0);
+        let answer = t.heartbeat("a", &[], 0).unwrap();
+        let stale = pb::Channel {
+            version: answer[0].version - 1,
+            status: pb::ChannelStatus::Close as i32,
+            ..answer[0].clone()
+        };
+        t.heartbeat("a", &[stale], 1).unwrap();
+        assert_eq!(
+            t.channels[&answer[0].channel_id].owner.as_deref(),
+            Some("a")
+        );
+    }
+
+    #[test]
+    fn schedule_suspends_resumes_and_terminates_channels() {
+        let mut t = tunnel(TunnelKind::Stream);
+        t.connect("a".into(), "a".into(), 1000, 0);
+        let answer = t.heartbeat("a", &[], 0).unwrap();
+        let channel = |id: &str, status: pb::ChannelStatus| pb::Channel {
+            channel_id: id.into(),
+            version: 0,
+            status: status as i32,
+            detail: None,
+        };
+        t.schedule(&[channel("stream-0", pb::ChannelStatus::Closing)])
+            .unwrap();
+        assert_eq!(t.channels["stream-0"].described_status(), "CLOSING");
+        let reports: Vec<pb::Channel> = answer
+            .iter()
+            .filter(|c| c.channel_id == "stream-0")
+            .map(|c| sdk_report(c, pb::ChannelStatus::Close))
+            .collect();
+        let answer = t.heartbeat("a", &reports, 1).unwrap();
+        assert!(
+            !held(&answer, pb::ChannelStatus::Open).contains(&"stream-0".to_owned()),
+            "a suspended channel is handed to nobody"
+        );
+        assert_eq!(t.channels["stream-0"].described_status(), "CLOSING");
+        t.schedule(&[channel("stream-0", pb::ChannelStatus::Open)])
+            .unwrap();
+        let answer = t.heartbeat("a", &[], 2).unwrap();
+        assert!(held(&answer, pb::ChannelStatus::Open).contains(&"stream-0".to_owned()));
+        t.schedule(&[channel("stream-1", pb::ChannelStatus::Terminated)])
+            .unwrap();
+        assert!(t.channels["stream-1"].finished());
+        assert!(
+            t.schedule(&[channel("nope", pb::ChannelStatus::Open)])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn unowned_channels_wait() {
+        let t = tunnel(TunnelKind::Stream);
+        assert_eq!(t.channels["stream-0"].described_status(), "WAIT");
+        assert_eq!(t.stage(), pb::TunnelStage::ProcessStream);
+        assert_eq!(
+            tunnel(TunnelKind::BaseData).stage(),
+            pb::TunnelStage::ProcessBaseData
+        );
     }
 }

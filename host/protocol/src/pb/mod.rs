@@ -3,5 +3,6 @@
 //! definitions (`com.aliyun.tablestore.protocol` and the tunnel service).
 
 pub mod filter;
+pub mod stream;
 pub mod table;
 pub mod tunnel;

@@ -83,12 +83,21 @@ pub struct TableOptions {
     /// Versions kept per column.
     #[prost(int32, optional, tag = "2")]
     pub max_versions: Option<i32>,
+    /// A storage hint (`BloomFilterType`: NONE=1, CELL=2, ROW=3), kept and described back.
+    #[prost(int32, optional, tag = "3")]
+    pub bloom_filter_type: Option<i32>,
+    /// A storage hint (block size in bytes), kept and described back.
+    #[prost(int32, optional, tag = "4")]
+    pub block_size: Option<i32>,
     /// How far (seconds) a written cell timestamp may be from the server clock.
     #[prost(int64, optional, tag = "5")]
     pub deviation_cell_version_in_sec: Option<i64>,
     /// Whether UpdateRow is allowed (false for append-only tables).
     #[prost(bool, optional, tag = "6")]
     pub allow_update: Option<bool>,
+    /// Whether an update writes the whole row (sent by the Go and Java SDKs).
+    #[prost(bool, optional, tag = "7")]
+    pub update_full_row: Option<bool>,
 }
 
 /// A table's name and schema.
@@ -103,6 +112,10 @@ pub struct TableMeta {
     /// Predefined attribute columns.
     #[prost(message, repeated, tag = "3")]
     pub defined_column: Vec<DefinedColumnSchema>,
+    /// Secondary index definitions (`IndexMeta`, kept serialized: the local server has no
+    /// secondary indexes and refuses tables that ask for them).
+    #[prost(bytes = "vec", repeated, tag = "4")]
+    pub index_meta: Vec<Vec<u8>>,
 }
 
 /// What a conditional write expects about the row's existence.
@@ -178,6 +191,9 @@ pub struct StreamSpecification {
     /// Hours the stream keeps records.
     #[prost(int32, optional, tag = "2")]
     pub expiration_time: Option<i32>,
+    /// Columns whose values before a change the stream records keep (`origin_record`).
+    #[prost(string, repeated, tag = "3")]
+    pub columns_to_get: Vec<String>,
 }
 
 /// A table's stream settings as described by the service.
@@ -192,9 +208,12 @@ pub struct StreamDetails {
     /// Hours the stream keeps records.
     #[prost(int32, optional, tag = "3")]
     pub expiration_time: Option<i32>,
-    /// When the stream was last enabled.
+    /// When the stream was last enabled, in microseconds since the epoch.
     #[prost(int64, optional, tag = "4")]
     pub last_enable_time: Option<i64>,
+    /// Columns whose values before a change the stream records keep.
+    #[prost(string, repeated, tag = "5")]
+    pub columns_to_get: Vec<String>,
 }
 
 /// A partition's key range as PlainBuffer-encoded primary key values.
@@ -206,6 +225,14 @@ pub struct PartitionRange {
     /// Exclusive end key.
     #[prost(bytes = "vec", required, tag = "2")]
     pub end: Vec<u8>,
+}
+
+/// Server-side encryption of a new table (only whether it is asked for is read here).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SseSpecification {
+    /// Whether the table's data is encrypted at rest.
+    #[prost(bool, required, tag = "1")]
+    pub enable: bool,
 }
 
 /// CreateTable: a new table with its schema, throughput and options.
@@ -226,6 +253,15 @@ pub struct CreateTableRequest {
     /// Stream settings.
     #[prost(message, optional, tag = "5")]
     pub stream_spec: Option<StreamSpecification>,
+    /// Server-side encryption.
+    #[prost(message, optional, tag = "6")]
+    pub sse_spec: Option<SseSpecification>,
+    /// Secondary indexes to create with the table (`IndexMeta`, kept serialized; refused).
+    #[prost(bytes = "vec", repeated, tag = "7")]
+    pub index_metas: Vec<Vec<u8>>,
+    /// Whether local transactions are enabled (refused when true).
+    #[prost(bool, optional, tag = "8")]
+    pub enable_local_txn: Option<bool>,
 }
 
 /// The answer to CreateTable (empty).
@@ -271,6 +307,22 @@ pub struct DescribeTableRequest {
     pub table_name: String,
 }
 
+/// A table's state (`DescribeTableResponse.table_status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum TableStatus {
+    /// Serving.
+    Active = 1,
+    /// Not serving.
+    Inactive = 2,
+    /// Being loaded.
+    Loading = 3,
+    /// Being unloaded.
+    Unloading = 4,
+    /// Being updated.
+    Updating = 5,
+}
+
 /// The answer to DescribeTable.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct DescribeTableResponse {
@@ -283,6 +335,10 @@ pub struct DescribeTableResponse {
     /// Retention and versioning options.
     #[prost(message, required, tag = "3")]
     pub table_options: TableOptions,
+    /// A [`TableStatus`]; `required` in the Go and Node SDKs' protos, which fail to decode an
+    /// answer without it.
+    #[prost(enumeration = "TableStatus", required, tag = "4")]
+    pub table_status: i32,
     /// Stream settings, if a stream was ever enabled.
     #[prost(message, optional, tag = "5")]
     pub stream_details: Option<StreamDetails>,
@@ -382,6 +438,9 @@ pub struct GetRowRequest {
     /// Continuation token of a wide-row read.
     #[prost(bytes = "vec", optional, tag = "10")]
     pub token: Option<Vec<u8>>,
+    /// The local transaction the read belongs to.
+    #[prost(string, optional, tag = "11")]
+    pub transaction_id: Option<String>,
 }
 
 /// The answer to GetRow.
@@ -413,6 +472,9 @@ pub struct UpdateRowRequest {
     /// What to return besides success.
     #[prost(message, optional, tag = "4")]
     pub return_content: Option<ReturnContent>,
+    /// The local transaction the write belongs to.
+    #[prost(string, optional, tag = "5")]
+    pub transaction_id: Option<String>,
 }
 
 /// The answer to PutRow, UpdateRow and DeleteRow alike.
@@ -448,6 +510,9 @@ pub struct PutRowRequest {
     /// What to return besides success.
     #[prost(message, optional, tag = "4")]
     pub return_content: Option<ReturnContent>,
+    /// The local transaction the write belongs to.
+    #[prost(string, optional, tag = "5")]
+    pub transaction_id: Option<String>,
 }
 
 /// DeleteRow: deletes one row.
@@ -465,6 +530,9 @@ pub struct DeleteRowRequest {
     /// What to return besides success.
     #[prost(message, optional, tag = "4")]
     pub return_content: Option<ReturnContent>,
+    /// The local transaction the write belongs to.
+    #[prost(string, optional, tag = "5")]
+    pub transaction_id: Option<String>,
 }
 
 /// The rows BatchGetRow reads from one table.
@@ -592,6 +660,12 @@ pub struct BatchWriteRowRequest {
     /// One entry per table.
     #[prost(message, repeated, tag = "1")]
     pub tables: Vec<TableInBatchWriteRowRequest>,
+    /// The local transaction the writes belong to.
+    #[prost(string, optional, tag = "2")]
+    pub transaction_id: Option<String>,
+    /// Whether all rows must succeed or none (the Go SDK always sends it).
+    #[prost(bool, optional, tag = "3")]
+    pub is_atomic: Option<bool>,
 }
 
 /// The outcome of one row change of a BatchWriteRow.
@@ -679,6 +753,20 @@ pub struct GetRangeRequest {
     /// Continuation token of a wide-row read.
     #[prost(bytes = "vec", optional, tag = "13")]
     pub token: Option<Vec<u8>>,
+    /// The local transaction the read belongs to.
+    #[prost(string, optional, tag = "14")]
+    pub transaction_id: Option<String>,
+    /// The row format the client prefers (`DataBlockType`: PLAIN_BUFFER=0); the answer says
+    /// which it got and is PlainBuffer here.
+    #[prost(int32, optional, tag = "15")]
+    pub data_block_type_hint: Option<i32>,
+    /// Whether rows carry every primary key column (default) or only those in
+    /// `columns_to_get`.
+    #[prost(bool, optional, tag = "16")]
+    pub return_entire_primary_keys: Option<bool>,
+    /// The compression the client prefers (`CompressType`: NONE=0); answers are uncompressed.
+    #[prost(int32, optional, tag = "17")]
+    pub compress_type_hint: Option<i32>,
 }
 
 /// One page of a GetRange.
@@ -710,6 +798,9 @@ pub struct ComputeSplitPointsBySizeRequest {
     /// The unit of `split_size` in bytes.
     #[prost(int64, optional, tag = "3")]
     pub split_size_unit_in_byte: Option<i64>,
+    /// Most split points to return.
+    #[prost(int32, optional, tag = "4")]
+    pub split_point_limit: Option<i32>,
 }
 
 /// Where consecutive split ranges are served (run-length encoded).

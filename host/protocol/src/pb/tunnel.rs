@@ -14,7 +14,14 @@ pub mod paths {
     pub const GET_CHECKPOINT: &str = "/tunnel/getcheckpoint";
     pub const READ_RECORDS: &str = "/tunnel/readrecords";
     pub const CHECKPOINT: &str = "/tunnel/checkpoint";
+    pub const GET_RPO: &str = "/tunnel/getrpo";
+    pub const GET_RPO_BY_OFFSET: &str = "/tunnel/getrpobyoffset";
+    pub const SCHEDULE: &str = "/tunnel/schedule";
 }
+
+/// Nanoseconds per millisecond: times in the tunnel API (creation times, consume points,
+/// stream offsets) are nanoseconds since the epoch.
+pub const NANOS_PER_MILLI: i64 = 1_000_000;
 
 /// The token that marks a channel as fully consumed.
 pub const FINISH_TAG: &str = "finished";
@@ -86,24 +93,22 @@ wire_names!(ChannelType {
     Stream => "Stream",
 });
 
-/// Where a tunnel is in its life (`TunnelInfo.stage`).
+/// Where a tunnel is in its life (`TunnelInfo.stage`). These are the only three the SDKs know
+/// (Java `TunnelStage.java` throws on any other name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TunnelStage {
     /// The tunnel is being set up: base-data shards and stream channels are being prepared.
     InitBaseDataAndStreamShard,
-    /// Base-data channels are being consumed.
+    /// Base-data channels are being consumed (and a BaseData tunnel stays here when done).
     ProcessBaseData,
     /// Stream channels are being consumed.
     ProcessStream,
-    /// Every channel is consumed (a BaseData tunnel that is done).
-    Finished,
 }
 
 wire_names!(TunnelStage {
     InitBaseDataAndStreamShard => "InitBaseDataAndStreamShard",
     ProcessBaseData => "ProcessBaseData",
     ProcessStream => "ProcessStream",
-    Finished => "Finished",
 });
 
 impl TunnelStage {
@@ -161,6 +166,9 @@ pub struct Tunnel {
     pub tunnel_type: i32,
     #[prost(message, optional, tag = "5")]
     pub stream_tunnel_config: Option<StreamTunnelConfig>,
+    /// Time-series tables only (the Go SDK always sends it, false by default).
+    #[prost(bool, optional, tag = "6")]
+    pub need_all_time_series_columns: Option<bool>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -218,6 +226,8 @@ pub struct TunnelInfo {
     pub public: Option<bool>,
     #[prost(message, optional, tag = "10")]
     pub stream_tunnel_config: Option<StreamTunnelConfig>,
+    /// Creation time in nanoseconds since the epoch (the Go SDK reads it with
+    /// `time.Unix(0, create_time)`).
     #[prost(int64, optional, tag = "11")]
     pub create_time: Option<i64>,
 }
@@ -262,9 +272,11 @@ pub struct ChannelInfo {
     pub channel_status: Option<String>,
     #[prost(string, optional, tag = "4")]
     pub client_id: Option<String>,
-    /// Consume point of the channel: commit time (ms) of the newest consumed record.
+    /// Consume point of the channel, in nanoseconds since the epoch: everything committed up
+    /// to it is consumed (Java derives the channel's lag as now minus this).
     #[prost(int64, optional, tag = "5")]
     pub channel_rpo: Option<i64>,
+    /// Rows the channel has synchronized (checkpointed).
     #[prost(int64, optional, tag = "6")]
     pub channel_count: Option<i64>,
 }
@@ -283,6 +295,11 @@ impl ChannelInfo {
             .as_deref()
             .and_then(ChannelType::from_name)
     }
+
+    /// The channel's consume point in milliseconds since the epoch, if reported.
+    pub fn consume_point_millis(&self) -> Option<i64> {
+        self.channel_rpo.map(|nanos| nanos / NANOS_PER_MILLI)
+    }
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -291,9 +308,19 @@ pub struct DescribeTunnelResponse {
     pub tunnel: TunnelInfo,
     #[prost(message, repeated, tag = "2")]
     pub channels: Vec<ChannelInfo>,
-    /// Consume point of the tunnel (ms): the oldest consume point of its stream channels.
+    /// Consume point of the tunnel (ns): the oldest consume point of its stream channels.
     #[prost(int64, optional, tag = "3")]
     pub tunnel_rpo: Option<i64>,
+}
+
+impl DescribeTunnelResponse {
+    /// The tunnel's consume point in milliseconds since the epoch; `None` before it has one
+    /// (while the base data is copied).
+    pub fn consume_point_millis(&self) -> Option<i64> {
+        self.tunnel_rpo
+            .filter(|&nanos| nanos > 0)
+            .map(|nanos| nanos / NANOS_PER_MILLI)
+    }
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -425,4 +452,63 @@ pub struct ReadRecordsResponse {
     pub next_token: String,
     #[prost(bool, optional, tag = "3")]
     pub may_more_record: Option<bool>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GetRpoRequest {
+    #[prost(string, optional, tag = "1")]
+    pub tunnel_id: Option<String>,
+    #[prost(int32, optional, tag = "2")]
+    pub limit: Option<i32>,
+}
+
+/// The RPO answers carry JSON the Go SDK unmarshals into `map[string]map[string]*RpoLatency`
+/// and `map[string]*TunnelRpoLatency` (`tunnel/api.go`, `tunnel/model.go`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GetRpoResponse {
+    #[prost(bytes = "vec", optional, tag = "1")]
+    pub rpo_infos: Option<Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub tunnel_rpo_infos: Option<Vec<u8>>,
+    #[prost(string, optional, tag = "3")]
+    pub tunnel_id: Option<String>,
+}
+
+/// Asks the tunnel to suspend (CLOSING), resume (OPEN) or terminate (TERMINATED) channels; the
+/// versions are not used (the Go SDK sends 0).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ScheduleRequest {
+    #[prost(string, required, tag = "1")]
+    pub tunnel_id: String,
+    #[prost(message, repeated, tag = "3")]
+    pub channels: Vec<Channel>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ScheduleResponse {}
+
+/// A channel token as the SDKs decode it: `base64(Token)` (Go `tunnel/util.go` `streamToken`,
+/// Java `Utils.isStreamToken`); a stream channel's token has a non-empty iterator.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Token {
+    #[prost(int64, required, tag = "1")]
+    pub version: i64,
+    #[prost(bytes = "vec", required, tag = "2")]
+    pub content: Vec<u8>,
+}
+
+/// The content of a version 2 [`Token`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TokenContentV2 {
+    /// Where a base-data channel goes on: a PlainBuffer primary key.
+    #[prost(bytes = "vec", optional, tag = "1")]
+    pub primary_key: Option<Vec<u8>>,
+    /// Where a stream channel goes on.
+    #[prost(string, optional, tag = "2")]
+    pub iterator: Option<String>,
+    #[prost(int64, optional, tag = "3")]
+    pub timestamp: Option<i64>,
+    /// Records delivered on the channel up to this token.
+    #[prost(int64, optional, tag = "4")]
+    pub total_count: Option<i64>,
 }

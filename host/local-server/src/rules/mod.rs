@@ -1,7 +1,10 @@
 //! Tablestore's data-model rules as pure functions: what a table definition may be, which keys
 //! and changes a table accepts, how a change merges into a stored row (versions, timestamps,
-//! increments, conditions), auto-increment values, and what a read returns of a row (TTL,
-//! columns, versions). [`crate::store`] does the I/O around them.
+//! increments, conditions), auto-increment values; what a read returns of a row ([`read`]);
+//! filters and column conditions ([`filter`]). [`crate::store`] does the I/O around them.
+
+pub mod filter;
+pub mod read;
 
 use std::collections::HashSet;
 
@@ -12,6 +15,7 @@ use ots_protocol::model::{
 use ots_protocol::pb::table::{CreateTableRequest, PrimaryKeyOption, PrimaryKeyType, TableOptions};
 
 use crate::error::ApiError;
+use filter::Condition;
 
 /// Most columns a row may have.
 pub const MAX_COLUMNS_PER_ROW: usize = 1024;
@@ -60,13 +64,10 @@ impl TableInfo {
 
     /// The table's options (always present once normalized).
     pub fn options(&self) -> &TableOptions {
-        const NONE: &TableOptions = &TableOptions {
-            time_to_live: None,
-            max_versions: None,
-            deviation_cell_version_in_sec: None,
-            allow_update: None,
-        };
-        self.definition.table_options.as_ref().unwrap_or(NONE)
+        self.definition
+            .table_options
+            .as_ref()
+            .expect("stored tables have options")
     }
 
     /// Whether the table has a stream enabled.
@@ -77,7 +78,8 @@ impl TableInfo {
             .is_some_and(|s| s.enable_stream)
     }
 
-    fn is_key_column(&self, name: &str) -> bool {
+    /// Whether `name` is one of the primary key columns.
+    pub fn is_key_column(&self, name: &str) -> bool {
         self.definition
             .table_meta
             .primary_key
@@ -126,9 +128,7 @@ pub fn normalize_table(request: &mut CreateTableRequest) -> Result<(), ApiError>
     let deviation = *options
         .deviation_cell_version_in_sec
         .get_or_insert(DEFAULT_DEVIATION_SECS);
-    if ttl == 0 || ttl < -1 {
-        return Err(ApiError::invalid(format!("Invalid time_to_live: {ttl}.")));
-    }
+    check_ttl(ttl)?;
     if versions <= 0 {
         return Err(ApiError::invalid(format!(
             "Invalid max_versions: {versions}."
@@ -137,6 +137,19 @@ pub fn normalize_table(request: &mut CreateTableRequest) -> Result<(), ApiError>
     if deviation <= 0 {
         return Err(ApiError::invalid(format!(
             "Invalid deviation_cell_version_in_sec: {deviation}."
+        )));
+    }
+    Ok(())
+}
+
+/// Shortest time to live other than "for ever" (−1), in seconds.
+pub const MIN_TTL_SECS: i32 = 86_400;
+
+/// A time to live is −1 (for ever) or at least a day.
+pub fn check_ttl(ttl: i32) -> Result<(), ApiError> {
+    if ttl != -1 && ttl < MIN_TTL_SECS {
+        return Err(ApiError::invalid(format!(
+            "Invalid time_to_live: {ttl}; it must be -1 or at least {MIN_TTL_SECS} seconds."
         )));
     }
     Ok(())
@@ -168,61 +181,144 @@ fn is_identifier(name: &str, max_len: usize) -> bool {
 }
 
 /// Checks a key against the schema: the same columns in order, matching types, values within
-/// the size limit. `bound` allows −inf/+inf (range bounds).
+/// the size limit (`OTSInvalidPK` for a key that does not fit the schema, as the Java SDK's
+/// tests against the service show). `bound` allows −inf/+inf (range bounds).
 pub fn check_primary_key(info: &TableInfo, pk: &PrimaryKey, bound: bool) -> Result<(), ApiError> {
     let schema = &info.definition.table_meta.primary_key;
+    let invalid_pk = |m: String| ApiError::new(ErrorCode::InvalidPk, m);
     if pk.0.len() != schema.len() {
-        return Err(ApiError::invalid(format!(
-            "The number of primary key columns must be {}, got {}.",
-            schema.len(),
-            pk.0.len()
+        return Err(invalid_pk(format!(
+            "Validate PK size fail. Input: {}, Meta: {}.",
+            pk.0.len(),
+            schema.len()
         )));
     }
     for (column, def) in pk.0.iter().zip(schema) {
         if column.name != def.name {
-            return Err(ApiError::invalid(format!(
-                "The name of primary key column mismatch: expected '{}', got '{}'.",
-                def.name, column.name
+            return Err(invalid_pk(format!(
+                "Validate PK name fail. Input: {}, Meta: {}.",
+                column.name, def.name
             )));
         }
-        let ok = match (&column.value, PrimaryKeyType::try_from(def.r#type)) {
-            (PrimaryKeyValue::Integer(_), Ok(PrimaryKeyType::Integer)) => true,
-            (PrimaryKeyValue::String(s), Ok(PrimaryKeyType::String)) => s.len() <= MAX_PK_VALUE_LEN,
-            (PrimaryKeyValue::Binary(b), Ok(PrimaryKeyType::Binary)) => b.len() <= MAX_PK_VALUE_LEN,
-            (PrimaryKeyValue::InfMin | PrimaryKeyValue::InfMax, _) => bound,
-            _ => false,
+        let expected = PrimaryKeyType::try_from(def.r#type);
+        let len = match (&column.value, expected) {
+            (PrimaryKeyValue::Integer(_), Ok(PrimaryKeyType::Integer)) => 0,
+            (PrimaryKeyValue::String(s), Ok(PrimaryKeyType::String)) => s.len(),
+            (PrimaryKeyValue::Binary(b), Ok(PrimaryKeyType::Binary)) => b.len(),
+            (PrimaryKeyValue::InfMin | PrimaryKeyValue::InfMax, _) if bound => 0,
+            (PrimaryKeyValue::InfMin, _) => {
+                return Err(ApiError::invalid(
+                    "VT_INF_MIN is an invalid type for the primary key.",
+                ));
+            }
+            (PrimaryKeyValue::InfMax, _) => {
+                return Err(ApiError::invalid(
+                    "VT_INF_MAX is an invalid type for the primary key.",
+                ));
+            }
+            (PrimaryKeyValue::AutoIncrement, _) => {
+                return Err(ApiError::invalid(
+                    "PKAutoIncr can't be used for read operations.",
+                ));
+            }
+            (value, _) => {
+                return Err(invalid_pk(format!(
+                    "Validate PK type fail. Input: {}, Meta: {}.",
+                    value_type(value),
+                    schema_type(def.r#type)
+                )));
+            }
         };
-        if !ok {
+        if len > MAX_PK_VALUE_LEN {
             return Err(ApiError::invalid(format!(
-                "Invalid value of primary key column '{}': {:?}.",
-                column.name, column.value
+                "The length of primary key column: '{}' exceeds the MaxLength:{MAX_PK_VALUE_LEN} with CurrentLength:{len}.",
+                column.name
             )));
         }
     }
     Ok(())
 }
 
-/// Replaces the auto-increment placeholders of a PutRow with the values after `last` (the
-/// table's last assigned value); returns the new last value.
+fn value_type(value: &PrimaryKeyValue) -> &'static str {
+    match value {
+        PrimaryKeyValue::Integer(_) => "VT_INTEGER",
+        PrimaryKeyValue::String(_) => "VT_STRING",
+        PrimaryKeyValue::Binary(_) => "VT_BLOB",
+        PrimaryKeyValue::InfMin => "VT_INF_MIN",
+        PrimaryKeyValue::InfMax => "VT_INF_MAX",
+        PrimaryKeyValue::AutoIncrement => "VT_AUTO_INCREMENT",
+    }
+}
+
+fn schema_type(r#type: i32) -> &'static str {
+    match PrimaryKeyType::try_from(r#type) {
+        Ok(PrimaryKeyType::Integer) => "VT_INTEGER",
+        Ok(PrimaryKeyType::String) => "VT_STRING",
+        Ok(PrimaryKeyType::Binary) => "VT_BLOB",
+        Err(_) => "VT_UNKNOWN",
+    }
+}
+
+/// What a write expects of the row before it: its existence and, optionally, a condition on
+/// its columns.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Expectation {
+    /// Whether the row must exist, must not, or either.
+    pub existence: RowExistence,
+    /// A condition the row's columns must meet.
+    pub condition: Option<Condition>,
+}
+
+/// Replaces the auto-increment placeholders of a PutRow or UpdateRow with the values after
+/// `last` (the table's last assigned value); returns the new last value. The service allows
+/// them in UpdateRow too (Java SDK `testAutoPkWrite`), but not in deletes, and only without
+/// conditions.
 pub fn assign_auto_increment(
     info: &TableInfo,
     change: &mut RowChange,
+    expectation: &Expectation,
     last: i64,
 ) -> Result<i64, ApiError> {
-    let is_put = matches!(change, RowChange::Put { .. });
+    let is_delete = matches!(change, RowChange::Delete { .. });
     let pk = match change {
         RowChange::Put { primary_key, .. }
         | RowChange::Update { primary_key, .. }
         | RowChange::Delete { primary_key } => primary_key,
     };
+    if !pk
+        .0
+        .iter()
+        .any(|c| c.value == PrimaryKeyValue::AutoIncrement)
+    {
+        return Ok(last);
+    }
+    if is_delete {
+        return Err(ApiError::invalid(
+            "Invalid row to delete which with pk auto increment.",
+        ));
+    }
+    if expectation.existence != RowExistence::Ignore {
+        return Err(ApiError::invalid(format!(
+            "Invalid expect:{} when modify row with pk auto increment.",
+            match expectation.existence {
+                RowExistence::ExpectExist => "EXPECT_EXIST",
+                _ => "EXPECT_NOT_EXIST",
+            }
+        )));
+    }
+    if expectation.condition.is_some() {
+        return Err(ApiError::invalid(
+            "Can't set condition when modify row with pk auto increment.",
+        ));
+    }
     let mut last = last;
     for (column, def) in pk.0.iter_mut().zip(&info.definition.table_meta.primary_key) {
         if column.value != PrimaryKeyValue::AutoIncrement {
             continue;
         }
-        if !is_put || def.option != Some(PrimaryKeyOption::AutoIncrement as i32) {
+        if def.option != Some(PrimaryKeyOption::AutoIncrement as i32) {
             return Err(ApiError::invalid(format!(
-                "Primary key column '{}' cannot take an auto-increment value here.",
+                "Primary key column '{}' is not an auto-increment column.",
                 column.name
             )));
         }
@@ -261,10 +357,9 @@ pub fn validate_change(info: &TableInfo, change: &RowChange, now_ms: i64) -> Res
             _ => 0,
         };
         if len > MAX_VALUE_LEN {
-            return Err(ApiError::new(
-                ErrorCode::OutOfRowSizeLimit,
-                format!("The value of column '{name}' is larger than {MAX_VALUE_LEN} bytes."),
-            ));
+            return Err(ApiError::invalid(format!(
+                "The length of attribute column: '{name}' exceeds the MaxLength:{MAX_VALUE_LEN} with CurrentLength:{len}."
+            )));
         }
         Ok(())
     };
@@ -308,31 +403,45 @@ pub struct Merged {
 }
 
 /// Merges `change` into the stored row `existing` (cells sorted by name, newest first), after
-/// checking the row existence condition. Cells without a timestamp get `now_ms`; a PutRow
-/// replaces the whole row, an UpdateRow edits versions column by column; the result keeps at
-/// most the table's max versions and columns.
+/// checking what the write expects of the row: its existence first, then the column condition
+/// on its live cells (the service checks them in that order). Cells without a timestamp get
+/// `now_ms`; a PutRow replaces the whole row, an UpdateRow edits versions column by column;
+/// the result keeps at most the table's max versions and columns.
 pub fn merge(
     info: &TableInfo,
     existing: Option<Row>,
     change: RowChange,
-    existence: RowExistence,
+    expectation: &Expectation,
     now_ms: i64,
 ) -> Result<Merged, ApiError> {
-    match (existence, existing.is_some()) {
-        (RowExistence::ExpectExist, false) | (RowExistence::ExpectNotExist, true) => {
-            return Err(ApiError::new(
-                ErrorCode::ConditionCheckFail,
-                "Condition check failed.",
-            ));
-        }
-        _ => {}
-    }
+    let existence = expectation.existence;
     if matches!(change, RowChange::Update { .. }) && existence == RowExistence::ExpectNotExist {
         return Err(ApiError::invalid(
             "Invalid condition: EXPECT_NOT_EXIST while updating row.",
         ));
     }
-    let (row, effective) = match change {
+    let live = existing.map(|mut row| {
+        if let Some(ttl) = info.ttl_ms() {
+            row.cells
+                .retain(|c| c.timestamp.unwrap_or(i64::MAX) >= now_ms - ttl);
+        }
+        row
+    });
+    let failed = || ApiError::new(ErrorCode::ConditionCheckFail, "Condition check failed.");
+    match (existence, live.is_some()) {
+        (RowExistence::ExpectExist, false) | (RowExistence::ExpectNotExist, true) => {
+            return Err(failed());
+        }
+        _ => {}
+    }
+    if let Some(condition) = &expectation.condition {
+        let cells = live.as_ref().map_or(&[][..], |r| r.cells.as_slice());
+        if !condition.matches(change.primary_key(), cells) {
+            return Err(failed());
+        }
+    }
+    let existing = live;
+    let (row, effective): (Option<Row>, RowChange) = match change {
         RowChange::Delete { primary_key } => (None, RowChange::Delete { primary_key }),
         RowChange::Put { primary_key, cells } => {
             let cells: Vec<Cell> = cells
@@ -352,6 +461,7 @@ pub fn merge(
             primary_key,
             updates,
         } => {
+            let existed = existing.is_some();
             let mut cells = existing.map(|r| r.cells).unwrap_or_default();
             let mut effective = Vec::with_capacity(updates.len());
             for update in updates {
@@ -361,15 +471,17 @@ pub fn merge(
                     op,
                 });
             }
-            let row = Row {
+            // An update of a missing row that leaves it without cells (it only deleted) creates
+            // no row (Python SDK test_one_delete_in_update).
+            let row = (existed || !cells.is_empty()).then(|| Row {
                 primary_key: primary_key.clone(),
                 cells,
-            };
+            });
             let change = RowChange::Update {
                 primary_key,
                 updates: effective,
             };
-            (Some(row), change)
+            (row, change)
         }
     };
     let row = match row {
@@ -465,61 +577,13 @@ pub fn normalize(cells: &mut Vec<Cell>, max_versions: usize) {
     *cells = kept;
 }
 
-/// What a read returns of each row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadSpec {
-    /// Columns to return; empty means all.
-    pub columns: Vec<String>,
-    /// Versions per column to return.
-    pub max_versions: usize,
-}
-
-/// Filters a stored row for a read: drops expired cells, keeps the requested columns and
-/// versions. A row left with no cells still exists (it was written with its key only) unless
-/// the read asked for specific columns or TTL expired all it had.
-pub fn project(mut row: Row, info: &TableInfo, spec: &ReadSpec, now_ms: i64) -> Option<Row> {
-    let had_cells = !row.cells.is_empty();
-    if let Some(ttl) = info.ttl_ms() {
-        row.cells
-            .retain(|c| c.timestamp.unwrap_or(i64::MAX) >= now_ms - ttl);
-    }
-    if had_cells && row.cells.is_empty() {
-        return None;
-    }
-    if !spec.columns.is_empty() {
-        row.cells.retain(|c| spec.columns.contains(&c.name));
-        if row.cells.is_empty() {
-            return None;
-        }
-    }
-    let mut kept = Vec::with_capacity(row.cells.len());
-    let mut current: Option<(String, usize)> = None;
-    for cell in row.cells {
-        let count = match &mut current {
-            Some((name, count)) if *name == cell.name => {
-                *count += 1;
-                *count
-            }
-            _ => {
-                current = Some((cell.name.clone(), 1));
-                1
-            }
-        };
-        if count <= spec.max_versions {
-            kept.push(cell);
-        }
-    }
-    row.cells = kept;
-    Some(row)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ots_protocol::model::PrimaryKeyColumn;
     use ots_protocol::pb::table::{CapacityUnit, PrimaryKeySchema, ReservedThroughput, TableMeta};
 
-    const NOW: i64 = 1_700_000_000_000;
+    pub(crate) const NOW: i64 = 1_700_000_000_000;
 
     fn request(keys: &[(&str, PrimaryKeyType, bool)]) -> CreateTableRequest {
         CreateTableRequest {
@@ -534,26 +598,27 @@ mod tests {
                     })
                     .collect(),
                 defined_column: vec![],
+                index_meta: vec![],
             },
             reserved_throughput: ReservedThroughput {
                 capacity_unit: CapacityUnit::default(),
             },
             table_options: None,
-            partitions: vec![],
-            stream_spec: None,
+            ..Default::default()
         }
     }
 
     /// A table keyed by integer `id`, keeping `versions` versions, with `ttl_secs` (−1: none).
-    fn table(versions: i32, ttl_secs: i32) -> TableInfo {
+    pub(crate) fn table(versions: i32, ttl_secs: i32) -> TableInfo {
         let mut definition = request(&[("id", PrimaryKeyType::Integer, false)]);
         definition.table_options = Some(TableOptions {
             time_to_live: Some(ttl_secs),
             max_versions: Some(versions),
-            deviation_cell_version_in_sec: None,
-            allow_update: None,
+            ..Default::default()
         });
-        normalize_table(&mut definition).unwrap();
+        // Short TTLs make the projection tests readable; the service's minimum is checked
+        // by `table_definitions_are_checked`.
+        let _ = normalize_table(&mut definition);
         TableInfo {
             definition,
             created_at_ms: 0,
@@ -567,7 +632,7 @@ mod tests {
         }])
     }
 
-    fn cell(name: &str, value: i64, ts: i64) -> Cell {
+    pub(crate) fn cell(name: &str, value: i64, ts: i64) -> Cell {
         Cell {
             name: name.into(),
             value: Value::Integer(value),
@@ -575,7 +640,7 @@ mod tests {
         }
     }
 
-    fn row(cells: Vec<Cell>) -> Row {
+    pub(crate) fn row(cells: Vec<Cell>) -> Row {
         Row {
             primary_key: key(1),
             cells,
@@ -596,7 +661,7 @@ mod tests {
     }
 
     fn merged_cells(info: &TableInfo, existing: Option<Row>, change: RowChange) -> Vec<Cell> {
-        merge(info, existing, change, RowExistence::Ignore, NOW)
+        merge(info, existing, change, &Expectation::default(), NOW)
             .unwrap()
             .row
             .unwrap()
@@ -633,8 +698,24 @@ mod tests {
         bad_name.table_meta.table_name = "1t".into();
         assert_eq!(invalid(bad_name), "Invalid table name: '1t'.");
         for (ttl, versions, deviation, message) in [
-            (0, 1, 1, "Invalid time_to_live: 0."),
-            (-2, 1, 1, "Invalid time_to_live: -2."),
+            (
+                0,
+                1,
+                1,
+                "Invalid time_to_live: 0; it must be -1 or at least 86400 seconds.",
+            ),
+            (
+                -2,
+                1,
+                1,
+                "Invalid time_to_live: -2; it must be -1 or at least 86400 seconds.",
+            ),
+            (
+                3600,
+                1,
+                1,
+                "Invalid time_to_live: 3600; it must be -1 or at least 86400 seconds.",
+            ),
             (-1, 0, 1, "Invalid max_versions: 0."),
             (-1, 1, 0, "Invalid deviation_cell_version_in_sec: 0."),
         ] {
@@ -644,6 +725,7 @@ mod tests {
                 max_versions: Some(versions),
                 deviation_cell_version_in_sec: Some(deviation),
                 allow_update: None,
+                ..Default::default()
             });
             assert_eq!(invalid(r), message);
         }
@@ -651,6 +733,8 @@ mod tests {
 
     #[test]
     fn keys_must_match_the_schema() {
+        // The messages and codes of the service, from the Java SDK's tests against it
+        // (checkBatchWriteRow, RestrictedItemTest).
         let info = table(1, -1);
         assert!(check_primary_key(&info, &key(1), false).is_ok());
         let named = |name: &str, value| {
@@ -659,26 +743,37 @@ mod tests {
                 value,
             }])
         };
-        let err = check_primary_key(&info, &named("x", PrimaryKeyValue::Integer(1)), false);
-        assert!(err.unwrap_err().message.contains("expected 'id', got 'x'"));
+        let err =
+            check_primary_key(&info, &named("x", PrimaryKeyValue::Integer(1)), false).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidPk);
+        assert_eq!(err.message, "Validate PK name fail. Input: x, Meta: id.");
         let err = check_primary_key(
             &info,
             &named("id", PrimaryKeyValue::String("a".into())),
             false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "Validate PK type fail. Input: VT_STRING, Meta: VT_INTEGER."
         );
-        assert!(err.unwrap_err().message.contains("Invalid value"));
         let inf = named("id", PrimaryKeyValue::InfMax);
-        assert!(
-            check_primary_key(&info, &inf, false).is_err(),
+        let err = check_primary_key(&info, &inf, false).unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (
+                ErrorCode::ParameterInvalid,
+                "VT_INF_MAX is an invalid type for the primary key."
+            ),
             "inf only in bounds"
         );
         assert!(check_primary_key(&info, &inf, true).is_ok());
         let err = check_primary_key(&info, &PrimaryKey(vec![]), false).unwrap_err();
-        assert!(err.message.contains("must be 1, got 0"));
+        assert_eq!(err.message, "Validate PK size fail. Input: 0, Meta: 1.");
     }
 
     #[test]
-    fn auto_increment_fills_placeholders_of_puts_only() {
+    fn auto_increment_fills_placeholders_of_unconditional_puts_and_updates() {
         let mut definition = request(&[
             ("p", PrimaryKeyType::String, false),
             ("seq", PrimaryKeyType::Integer, true),
@@ -702,16 +797,45 @@ mod tests {
             primary_key: pk.clone(),
             cells: vec![],
         };
-        assert_eq!(assign_auto_increment(&info, &mut put, 41).unwrap(), 42);
+        let ignore = Expectation::default();
+        assert_eq!(
+            assign_auto_increment(&info, &mut put, &ignore, 41).unwrap(),
+            42
+        );
         assert_eq!(put.primary_key().0[1].value, PrimaryKeyValue::Integer(42));
+        let mut update = RowChange::Update {
+            primary_key: pk.clone(),
+            updates: vec![],
+        };
+        assert_eq!(
+            assign_auto_increment(&info, &mut update, &ignore, 42).unwrap(),
+            43,
+            "UpdateRow may create a row with a new value (Java SDK testAutoPkWrite)"
+        );
+        let mut conditional = RowChange::Put {
+            primary_key: pk.clone(),
+            cells: vec![],
+        };
+        let expect_exist = Expectation {
+            existence: RowExistence::ExpectExist,
+            condition: None,
+        };
+        let err = assign_auto_increment(&info, &mut conditional, &expect_exist, 43).unwrap_err();
+        assert_eq!(
+            err.message,
+            "Invalid expect:EXPECT_EXIST when modify row with pk auto increment."
+        );
         let mut delete = RowChange::Delete { primary_key: pk };
-        let err = assign_auto_increment(&info, &mut delete, 42).unwrap_err();
-        assert!(err.message.contains("cannot take an auto-increment value"));
+        let err = assign_auto_increment(&info, &mut delete, &ignore, 43).unwrap_err();
+        assert_eq!(
+            err.message,
+            "Invalid row to delete which with pk auto increment."
+        );
         let mut plain = RowChange::Delete {
             primary_key: put.primary_key().clone(),
         };
         assert_eq!(
-            assign_auto_increment(&info, &mut plain, 42).unwrap(),
+            assign_auto_increment(&info, &mut plain, &ignore, 42).unwrap(),
             42,
             "no placeholder, no value used"
         );
@@ -748,7 +872,10 @@ mod tests {
         );
         let big = Value::Binary(vec![0; MAX_VALUE_LEN + 1]);
         let err = validate_change(&info, &put("c", big, None), NOW).unwrap_err();
-        assert_eq!(err.code, ErrorCode::OutOfRowSizeLimit);
+        assert_eq!(
+            err.message,
+            "The length of attribute column: 'c' exceeds the MaxLength:2097152 with CurrentLength:2097153."
+        );
         let err = validate_change(&info, &update(vec![]), NOW).unwrap_err();
         assert_eq!(err.message, "No column to update.");
         let bad_name = update(vec![("9x", ColumnOp::DeleteAllVersions)]);
@@ -767,7 +894,7 @@ mod tests {
                 timestamp: None,
             }],
         };
-        let merged = merge(&info, Some(existing), change, RowExistence::Ignore, NOW).unwrap();
+        let merged = merge(&info, Some(existing), change, &Expectation::default(), NOW).unwrap();
         assert_eq!(merged.row.unwrap().cells, vec![cell("new", 2, NOW)]);
         assert_eq!(
             merged.effective,
@@ -812,6 +939,22 @@ mod tests {
             },
         )]);
         assert_eq!(merged_cells(&info, None, change), vec![cell("a", 1, 7)]);
+        let only_deletes = update(vec![("a", ColumnOp::DeleteAllVersions)]);
+        let merged = merge(&info, None, only_deletes, &Expectation::default(), NOW).unwrap();
+        assert_eq!(
+            merged.row, None,
+            "deleting columns of a missing row creates no row (Python SDK test_one_delete_in_update)"
+        );
+        let key_only = Some(row(vec![]));
+        let still = merge(
+            &info,
+            key_only,
+            update(vec![("a", ColumnOp::DeleteAllVersions)]),
+            &Expectation::default(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(still.row, Some(row(vec![])), "an existing row stays");
     }
 
     #[test]
@@ -822,7 +965,7 @@ mod tests {
             &info,
             Some(existing),
             update(vec![("n", ColumnOp::Increment { delta: 5 })]),
-            RowExistence::Ignore,
+            &Expectation::default(),
             NOW,
         )
         .unwrap();
@@ -850,7 +993,7 @@ mod tests {
             &info,
             Some(text),
             update(vec![("n", ColumnOp::Increment { delta: 1 })]),
-            RowExistence::Ignore,
+            &Expectation::default(),
             NOW,
         )
         .unwrap_err();
@@ -866,7 +1009,7 @@ mod tests {
             RowChange::Delete {
                 primary_key: key(1),
             },
-            RowExistence::Ignore,
+            &Expectation::default(),
             NOW,
         )
         .unwrap();
@@ -882,7 +1025,11 @@ mod tests {
         };
         let existing = Some(row(vec![]));
         let check = |existing: Option<Row>, change: RowChange, existence| {
-            merge(&info, existing, change, existence, NOW).map(|_| ())
+            let expectation = Expectation {
+                existence,
+                condition: None,
+            };
+            merge(&info, existing, change, &expectation, NOW).map(|_| ())
         };
         let failed = check(existing.clone(), put.clone(), RowExistence::ExpectNotExist);
         assert_eq!(failed.unwrap_err().code, ErrorCode::ConditionCheckFail);
@@ -913,7 +1060,7 @@ mod tests {
             primary_key: key(1),
             cells,
         };
-        let err = merge(&info, None, change, RowExistence::Ignore, NOW).unwrap_err();
+        let err = merge(&info, None, change, &Expectation::default(), NOW).unwrap_err();
         assert_eq!(err.code, ErrorCode::OutOfColumnCountLimit);
     }
 
@@ -929,43 +1076,6 @@ mod tests {
         assert_eq!(
             cells,
             vec![cell("a", 3, 3), cell("a", 2, 2), cell("b", 1, 1)]
-        );
-    }
-
-    #[test]
-    fn reads_drop_expired_cells_and_keep_the_requested_columns_and_versions() {
-        let info = table(3, 10);
-        let spec = |columns: &[&str], max_versions| ReadSpec {
-            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
-            max_versions,
-        };
-        let stored = row(vec![
-            cell("a", 3, NOW),
-            cell("a", 2, NOW - 1),
-            cell("a", 1, NOW - 20_000),
-            cell("b", 1, NOW),
-        ]);
-        assert_eq!(
-            project(stored.clone(), &info, &spec(&[], 3), NOW)
-                .unwrap()
-                .cells,
-            vec![cell("a", 3, NOW), cell("a", 2, NOW - 1), cell("b", 1, NOW)],
-            "the 20 s old version is past the 10 s TTL"
-        );
-        assert_eq!(
-            project(stored.clone(), &info, &spec(&["a"], 1), NOW)
-                .unwrap()
-                .cells,
-            vec![cell("a", 3, NOW)]
-        );
-        assert_eq!(project(stored.clone(), &info, &spec(&["c"], 1), NOW), None);
-        let expired = row(vec![cell("a", 1, NOW - 20_000)]);
-        assert_eq!(project(expired, &info, &spec(&[], 1), NOW), None);
-        let key_only = row(vec![]);
-        assert_eq!(
-            project(key_only.clone(), &info, &spec(&[], 1), NOW),
-            Some(key_only),
-            "a row written with its key only exists"
         );
     }
 }

@@ -17,6 +17,8 @@ const APIS: &[&str] = &[
     "/ComputeSplitPointsBySize", "/admin/SplitPartition", "/tunnel/create", "/tunnel/list",
     "/tunnel/describe", "/tunnel/delete", "/tunnel/connect", "/tunnel/heartbeat",
     "/tunnel/shutdown", "/tunnel/getcheckpoint", "/tunnel/checkpoint", "/tunnel/readrecords",
+    "/tunnel/getrpo", "/tunnel/getrpobyoffset", "/tunnel/schedule", "/ListStream",
+    "/DescribeStream", "/GetShardIterator", "/GetStreamRecord",
 ];
 
 fn state() -> &'static ServerState {

@@ -400,3 +400,54 @@ fn reconcile<S: RecordSink>(
         keep
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(status: ChannelStatus, end: Option<ChannelEnd>) -> LocalChannel {
+        let (stop, _) = watch::channel(false);
+        let cell = OnceLock::new();
+        if let Some(end) = end {
+            let _ = cell.set(end);
+        }
+        LocalChannel {
+            version: 4,
+            status,
+            stop,
+            task: tokio::spawn(async {}),
+            end: Arc::new(cell),
+        }
+    }
+
+    fn reported(local: &LocalChannel) -> (i64, ChannelStatus) {
+        let report = local.report("c");
+        (
+            report.version,
+            ChannelStatus::try_from(report.status).unwrap(),
+        )
+    }
+
+    /// Go `tunnel/channel.go` closeAndUpdate and Java `ChannelConnect.java` report a channel
+    /// they close or finish at the version they were given plus one; a running one is echoed.
+    #[tokio::test]
+    async fn a_stopped_channel_is_reported_at_its_version_plus_one() {
+        let running = local(ChannelStatus::Open, None);
+        assert_eq!(reported(&running), (4, ChannelStatus::Open));
+
+        let mut finished = local(ChannelStatus::Open, Some(ChannelEnd::Finished));
+        finished.settle();
+        assert_eq!(reported(&finished), (5, ChannelStatus::Terminated));
+
+        let mut revoked = local(ChannelStatus::Closing, None);
+        revoked.settle();
+        assert_eq!(
+            reported(&revoked),
+            (4, ChannelStatus::Closing),
+            "CLOSING is echoed until the batch in flight is done"
+        );
+        let mut revoked = local(ChannelStatus::Closing, Some(ChannelEnd::Stopped));
+        revoked.settle();
+        assert_eq!(reported(&revoked), (5, ChannelStatus::Close));
+    }
+}

@@ -30,20 +30,25 @@ async fn source_without_stream(server: &LocalServer) -> ots_client::Client {
     client
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_source_without_a_stream_is_refused_before_anything_is_created() {
-    let server = LocalServer::start().await;
-    let client = source_without_stream(&server).await;
-    let config = server.config(SOURCE, "t1", "dst", ProcessorConfig::default());
+/// One run of the pipeline with the config's processor, to its first error.
+async fn replicate_until_error(config: &ots_replicator::config::ReplicatorConfig) -> PipelineError {
     let processor = ots_replicator::processor::load(&config.processor, SOURCE).unwrap();
-    let error = ots_replicator::pipeline::replicate(
-        &config,
+    ots_replicator::pipeline::replicate(
+        config,
         processor,
         Arc::new(Metrics::default()),
         std::future::pending(),
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_without_a_stream_is_refused_before_anything_is_created() {
+    let server = LocalServer::start().await;
+    let client = source_without_stream(&server).await;
+    let config = server.config(SOURCE, "t1", "dst", ProcessorConfig::default());
+    let error = replicate_until_error(&config).await;
     assert!(
         matches!(error, PipelineError::Setup(SetupError::NoStream { .. })),
         "{error}"
@@ -112,16 +117,8 @@ async fn an_endpoint_refusing_connections_fails_within_seconds_naming_it() {
     // A port nothing listens on.
     let closed = format!("http://127.0.0.1:{}", ots_testkit::free_port());
     config.destination.endpoint = closed.clone();
-    let processor = ots_replicator::processor::load(&config.processor, SOURCE).unwrap();
     let started = Instant::now();
-    let error = ots_replicator::pipeline::replicate(
-        &config,
-        processor,
-        Arc::new(Metrics::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap_err();
+    let error = replicate_until_error(&config).await;
     let took = started.elapsed();
     assert!(took < Duration::from_secs(5), "failed after {took:?}");
     let chain = anyhow::Error::from(error);

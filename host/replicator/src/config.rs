@@ -758,7 +758,7 @@ mod tests {
             error(&misspelt, Format::Json),
             "config key `ots-reader.tunelName`: is not a known key (did you mean `tunnelName`?); \
              known keys: endpoint, instanceName, tableName, accessId, accessKey, securityToken, \
-             tunnelName, endTime"
+             tunnelName, endTime, enableStream"
         );
         let missing = GUIDE_JSON.replace(r#""tunnelName": "t1","#, "");
         assert_eq!(

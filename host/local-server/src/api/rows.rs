@@ -185,39 +185,61 @@ fn single_write(store: &Store, table: &str, write: RowWrite) -> Result<Vec<u8>, 
     .encode_to_vec())
 }
 
-pub(crate) fn put_row(store: &Store, request: PutRowRequest) -> Result<Vec<u8>, ApiError> {
-    refuse_transaction(&request.transaction_id)?;
-    check_data_size(request.row.len())?;
-    let write = row_write(
-        &request.row,
+/// PutRow, UpdateRow and DeleteRow: one row's change of the given kind.
+fn write_one(
+    store: &Store,
+    table: &str,
+    transaction_id: &Option<String>,
+    row: &[u8],
+    kind: RowChangeKind,
+    condition: &Condition,
+    content: Option<&ReturnContent>,
+) -> Result<Vec<u8>, ApiError> {
+    refuse_transaction(transaction_id)?;
+    check_data_size(row.len())?;
+    let write = row_write(row, kind, condition, content)?;
+    single_write(store, table, write)
+}
+
+pub(crate) fn put_row(store: &Store, r: PutRowRequest) -> Result<Vec<u8>, ApiError> {
+    let content = r.return_content.as_ref();
+    write_one(
+        store,
+        &r.table_name,
+        &r.transaction_id,
+        &r.row,
         RowChangeKind::Put,
-        &request.condition,
-        request.return_content.as_ref(),
-    )?;
-    single_write(store, &request.table_name, write)
+        &r.condition,
+        content,
+    )
 }
 
-pub(crate) fn update_row(store: &Store, request: UpdateRowRequest) -> Result<Vec<u8>, ApiError> {
-    refuse_transaction(&request.transaction_id)?;
-    check_data_size(request.row_change.len())?;
-    let write = row_write(
-        &request.row_change,
-        RowChangeKind::Update,
-        &request.condition,
-        request.return_content.as_ref(),
-    )?;
-    single_write(store, &request.table_name, write)
+pub(crate) fn update_row(store: &Store, r: UpdateRowRequest) -> Result<Vec<u8>, ApiError> {
+    let content = r.return_content.as_ref();
+    let kind = RowChangeKind::Update;
+    write_one(
+        store,
+        &r.table_name,
+        &r.transaction_id,
+        &r.row_change,
+        kind,
+        &r.condition,
+        content,
+    )
 }
 
-pub(crate) fn delete_row(store: &Store, request: DeleteRowRequest) -> Result<Vec<u8>, ApiError> {
-    refuse_transaction(&request.transaction_id)?;
-    let write = row_write(
-        &request.primary_key,
-        RowChangeKind::Delete,
-        &request.condition,
-        request.return_content.as_ref(),
-    )?;
-    single_write(store, &request.table_name, write)
+pub(crate) fn delete_row(store: &Store, r: DeleteRowRequest) -> Result<Vec<u8>, ApiError> {
+    let content = r.return_content.as_ref();
+    let kind = RowChangeKind::Delete;
+    write_one(
+        store,
+        &r.table_name,
+        &r.transaction_id,
+        &r.primary_key,
+        kind,
+        &r.condition,
+        content,
+    )
 }
 
 /// Wide-row continuation tokens: the service documents them as not available, and rows here

@@ -281,12 +281,18 @@ impl TunnelService {
 }
 
 fn parse(bytes: &[u8]) -> Result<Tunnel, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    let mut tunnel: Tunnel = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
             ErrorCode::InternalServerError,
             format!("corrupt tunnel state: {e}"),
         )
-    })
+    })?;
+    for channel in tunnel.channels.values_mut() {
+        if let Some(upgraded) = token::upgrade_legacy(&channel.checkpoint, &channel.source) {
+            channel.checkpoint = upgraded;
+        }
+    }
+    Ok(tunnel)
 }
 
 fn load_in(

@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use ots_protocol::pb::tunnel::{FINISH_TAG, Token, TokenContentV2};
 use prost::Message;
 
+use super::state::Source;
 use crate::error::ApiError;
 
 /// The token version the SDKs read as [`TokenContentV2`].
@@ -97,6 +98,43 @@ impl ChannelToken {
     }
 }
 
+/// A checkpoint stored by an earlier version of this server (a decimal log position for a
+/// stream channel; empty or a hex primary key for a base-data one), as a token of today's
+/// form; `None` when it needs no upgrade.
+pub fn upgrade_legacy(checkpoint: &str, source: &Source) -> Option<String> {
+    if checkpoint == FINISH_TAG || ChannelToken::decode(checkpoint).is_ok() {
+        return None;
+    }
+    let position = match source {
+        Source::Stream { .. } => Position::Stream {
+            after: checkpoint.parse().ok()?,
+        },
+        Source::Base { begin, .. } if checkpoint.is_empty() => Position::Base {
+            start: begin.clone(),
+        },
+        Source::Base { .. } => Position::Base {
+            start: hex_decode(checkpoint)?,
+        },
+    };
+    Some(
+        ChannelToken {
+            position,
+            delivered: 0,
+        }
+        .encode(),
+    )
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +165,40 @@ mod tests {
         }
         assert!(ChannelToken::decode("12").is_err());
         assert_eq!(ChannelToken::delivered_by(FINISH_TAG).unwrap(), None);
+    }
+
+    #[test]
+    fn checkpoints_of_an_earlier_server_are_upgraded() {
+        let stream = Source::Stream {
+            partition: 0,
+            parents: vec![],
+        };
+        let upgraded = upgrade_legacy("12", &stream).unwrap();
+        assert_eq!(
+            ChannelToken::decode(&upgraded).unwrap().position,
+            Position::Stream { after: 12 }
+        );
+        let base = Source::Base {
+            begin: vec![1],
+            end: vec![2],
+        };
+        let from_start = upgrade_legacy("", &base).unwrap();
+        assert_eq!(
+            ChannelToken::decode(&from_start).unwrap().position,
+            Position::Base { start: vec![1] }
+        );
+        let from_key = upgrade_legacy("0a0b", &base).unwrap();
+        assert_eq!(
+            ChannelToken::decode(&from_key).unwrap().position,
+            Position::Base {
+                start: vec![10, 11]
+            }
+        );
+        assert_eq!(
+            upgrade_legacy(&from_key, &base),
+            None,
+            "today's tokens stay"
+        );
+        assert_eq!(upgrade_legacy(FINISH_TAG, &base), None);
     }
 }

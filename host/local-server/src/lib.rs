@@ -68,6 +68,8 @@ pub struct RunningServer {
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// The handlers' state: the database closes when the last of them lets it go.
+    state: std::sync::Weak<ServerState>,
 }
 
 impl RunningServer {
@@ -81,13 +83,19 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting requests, waits for the server task and closes the database.
+    /// Stops accepting requests, waits for the server task and closes the database: it
+    /// returns once no handler holds the state any more (a request whose client went away may
+    /// still be finishing on a blocking thread), so another server may open the same data.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.state.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 }
@@ -119,6 +127,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         source,
     })?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let weak = Arc::downgrade(&state);
     let app = http::router(state);
     let task = tokio::spawn(async move {
         let result = axum::serve(listener, app)
@@ -135,5 +144,6 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         addr,
         stop: Some(stop),
         task: Some(task),
+        state: weak,
     })
 }

@@ -40,6 +40,12 @@ python3 -c 'import tablestore' 2>/dev/null || {
   python3 -m pip install --quiet 'tablestore==6.4.8'
 }
 
+# An S3-compatible server (moto) for the backup store's S3 test.
+python3 -c 'import moto.server, boto3' 2>/dev/null || {
+  echo "setup: installing moto (an S3-compatible server, for the backup tests)"
+  python3 -m pip install --quiet 'moto[server]==5.2.1'
+}
+
 # The official Node SDK, pinned by the lock file, for the conformance tests of the local server.
 [ -d host/local-server/tests/node/node_modules/tablestore ] || {
   echo "setup: installing the official Node SDK (tablestore, npm)"

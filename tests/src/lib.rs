@@ -27,6 +27,16 @@ pub async fn run_replication(
         .with_context(|| format!("replicating {}", config.source.table_name))
 }
 
+/// The current instant to the millisecond, a few milliseconds away from any commit: commits
+/// land in whole milliseconds, and an instant in a commit's millisecond would include it.
+pub async fn instant() -> chrono::DateTime<chrono::Utc> {
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let at = chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis())
+        .expect("now is a valid instant");
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    at
+}
+
 /// Polls `check` every 200 ms until it returns true; panics with `what` after `timeout`.
 pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where

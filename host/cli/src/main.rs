@@ -1,7 +1,8 @@
 //! `otsrep`: replicate Tablestore tables through the Tunnel Service, with sandboxed
 //! WebAssembly processors. A thin binary over the libraries: `replicate`, `serve`, `status`,
-//! `verify` and `demo`.
+//! `verify`, `backup`, `restore` and `demo`.
 
+mod backup;
 mod demo;
 mod progress;
 mod status;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ots_local_server::serve::ServeArgs;
+use ots_protocol::pb::tunnel::TunnelType;
 use ots_replicator::config::ReplicatorConfig;
 use ots_replicator::metrics::Metrics;
 use ots_replicator::pipeline::{self, RunSummary};
@@ -54,6 +56,11 @@ enum Command {
     Status(ConfigArgs),
     /// Compare source and destination: row counts and checksums per key range.
     Verify(VerifyArgs),
+    /// Continuous backup of the source table into a backup store, and what a store holds.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
+    /// Create a table equal to the backed-up source as it was at an instant.
+    Restore(backup::RestoreArgs),
     /// Run a self-contained demonstration on a local server (no options needed).
     Demo(demo::DemoArgs),
 }
@@ -77,14 +84,30 @@ struct ReplicateArgs {
     /// Serve Prometheus metrics on this address (overrides `[metrics] listen`).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Consume this tunnel instead of the config's `tunnelName` (a backfill wants its own).
+    #[arg(long)]
+    tunnel_name: Option<String>,
+    /// Replicate the changes committed since this time instead of the config's `startTime`
+    /// (`yyyy-MM-dd HH:mm:ss` local time, or RFC 3339); the tunnel is then a Stream tunnel
+    /// unless `--tunnel-type` says otherwise. With `--end-time`, a backfill of that window.
+    #[arg(long, value_parser = parse_time_arg)]
+    start_time: Option<chrono::DateTime<chrono::Utc>>,
     /// Stop at this time instead of the config's `endTime` (`yyyy-MM-dd HH:mm:ss` local time,
     /// or RFC 3339).
-    #[arg(long, value_parser = parse_end_time_arg)]
+    #[arg(long, value_parser = parse_time_arg)]
     end_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// The tunnel type instead of the config's `tunnelType`: BaseAndStream, Stream or BaseData.
+    #[arg(long, value_parser = parse_tunnel_type)]
+    tunnel_type: Option<TunnelType>,
 }
 
-fn parse_end_time_arg(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    ots_replicator::config::parse_end_time(text)
+fn parse_time_arg(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    ots_replicator::config::parse_time(text)
+}
+
+fn parse_tunnel_type(text: &str) -> Result<TunnelType, String> {
+    TunnelType::from_name(text)
+        .ok_or_else(|| format!("{text:?} is not BaseAndStream, Stream or BaseData"))
 }
 
 /// Arguments of `verify`.
@@ -113,6 +136,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(args) => verify_command(args).await,
+        Command::Backup(command) => backup::backup(command).await,
+        Command::Restore(args) => backup::restore_command(args).await,
         Command::Demo(args) => demo::run(args).await,
     }
 }
@@ -130,9 +155,25 @@ async fn replicate(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
     if let Some(listen) = args.metrics_listen {
         config.metrics_listen = Some(listen);
     }
+    if let Some(name) = args.tunnel_name {
+        config.tunnel_name = name;
+    }
+    if let Some(start) = args.start_time {
+        config.start_time = Some(start);
+        config.tunnel_type = ots_replicator::config::default_tunnel_type(Some(start));
+    }
     if let Some(end) = args.end_time {
         config.end_time = Some(end);
     }
+    if let Some(tunnel_type) = args.tunnel_type {
+        config.tunnel_type = tunnel_type;
+    }
+    ots_replicator::config::check_time_range(
+        config.tunnel_type,
+        config.start_time,
+        config.end_time,
+    )
+    .map_err(|(key, problem)| anyhow::anyhow!("`{key}` (or its flag): {problem}"))?;
     let metrics = Arc::new(Metrics::default());
     let summary = run_replication(&config, metrics, shutdown_signal(), None).await?;
     println!("{summary}");
@@ -224,7 +265,8 @@ fn main() -> ExitCode {
     // The demo prints its own story; its components' logs are there with OTSREP_LOG=info.
     let default_filter = match cli.command {
         Command::Demo(_) => "warn",
-        _ => "info,ots_local_server=warn,ots_tunnel=warn",
+        // The worker's per-channel chatter stays out; its sessions (reconnections) do not.
+        _ => "info,ots_local_server=warn,ots_tunnel=warn,ots_tunnel::session=info",
     };
     init_logging(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

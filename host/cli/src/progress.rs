@@ -101,3 +101,74 @@ fn new_bar(label: &str, expected_rows: Option<u64>) -> ProgressBar {
     // each other's bar.
     BARS.get_or_init(MultiProgress::new).add(bar)
 }
+
+/// Progress of the phases of a backup or a restore: a bar per phase when stderr is a
+/// terminal (a counter when the phase's size is unknown), a log line at each phase's start
+/// and end otherwise.
+#[derive(Default)]
+pub(crate) struct PhaseBars {
+    current: std::sync::Mutex<Option<Phase>>,
+}
+
+struct Phase {
+    name: String,
+    done: u64,
+    bar: Option<ProgressBar>,
+}
+
+impl ots_backup::Progress for PhaseBars {
+    fn begin(&self, phase: &str, total: Option<u64>) {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = match total {
+                Some(total) => ProgressBar::new(total).with_style(
+                    ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} ({elapsed})")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                ),
+                None => ProgressBar::new_spinner().with_style(
+                    ProgressStyle::with_template("{prefix} {spinner} {pos} ({elapsed})")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ),
+            };
+            bar.set_prefix(phase.to_owned());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            BARS.get_or_init(MultiProgress::new).add(bar)
+        });
+        if bar.is_none() {
+            tracing::info!(phase, total, "started");
+        }
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Phase {
+            name: phase.to_owned(),
+            done: 0,
+            bar,
+        });
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(phase) = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            phase.done += n;
+            if let Some(bar) = &phase.bar {
+                bar.inc(n);
+            }
+        }
+    }
+
+    fn end(&self) {
+        if let Some(phase) = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            match phase.bar {
+                Some(bar) => bar.finish_and_clear(),
+                None => tracing::info!(phase = %phase.name, done = phase.done, "finished"),
+            }
+        }
+    }
+}

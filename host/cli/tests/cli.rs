@@ -187,7 +187,7 @@ async fn a_killed_replicator_is_resumed_by_the_next_one() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let end = chrono::Local::now() + chrono::Duration::seconds(4);
     let end_text = end.format("%Y-%m-%d %H:%M:%S").to_string();
-    let end_utc = ots_replicator::config::parse_end_time(&end_text).unwrap();
+    let end_utc = ots_replicator::config::parse_time(&end_text).unwrap();
     let bounded = dir.path().join("bounded.toml");
     std::fs::write(&bounded, toml_config(&url, Some(&end_text))).unwrap();
     let successor = tokio::task::spawn_blocking({

@@ -98,6 +98,12 @@ impl RangeReader {
         Ok(Some(rows))
     }
 
+    /// Where the next page starts; `None` once the range is exhausted. A reader started
+    /// there later reads the rest of the range.
+    pub fn next_start(&self) -> Option<&PrimaryKey> {
+        self.next_start.as_ref()
+    }
+
     /// Reads every remaining page.
     pub async fn collect_all(mut self) -> Result<Vec<Row>, ClientError> {
         let mut rows = Vec::new();

@@ -25,19 +25,21 @@ impl RecordPage {
 }
 
 impl Client {
-    /// Creates a tunnel; returns its id.
+    /// Creates a tunnel, its stream channels over the part of the change log `stream` gives
+    /// (from creation on, without end, when `None`); returns its id.
     pub async fn create_tunnel(
         &self,
         table: &str,
         tunnel_name: &str,
         tunnel_type: TunnelType,
+        stream: Option<StreamTunnelConfig>,
     ) -> Result<String, ClientError> {
         let request = CreateTunnelRequest {
             tunnel: Tunnel {
                 table_name: table.to_owned(),
                 tunnel_name: tunnel_name.to_owned(),
                 tunnel_type: tunnel_type as i32,
-                stream_tunnel_config: None,
+                stream_tunnel_config: stream,
                 need_all_time_series_columns: None,
             },
         };

@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub access_keys: Vec<(String, String)>,
     /// Injected failures (none by default).
     pub faults: FaultConfig,
+    /// How long one hour of a stream's expiration lasts: an hour, shorter in tests so that
+    /// records expire and are trimmed within seconds.
+    pub stream_hour: std::time::Duration,
 }
 
 /// Why the server could not start.
@@ -108,6 +111,28 @@ impl Drop for RunningServer {
     }
 }
 
+/// Trims expired stream records every sixtieth of a stream hour (between 100 ms and a minute)
+/// until the server stops.
+async fn trim_streams(state: std::sync::Weak<ServerState>, stream_hour: std::time::Duration) {
+    let period = (stream_hour / 60).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(60),
+    );
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        match tokio::task::spawn_blocking(move || state.store.trim_streams(now)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(trimmed)) => tracing::debug!(trimmed, "trimmed expired stream records"),
+            Ok(Err(error)) => tracing::warn!(%error, "trimming streams failed"),
+            Err(error) => tracing::warn!(%error, "trimming streams panicked"),
+        }
+    }
+}
+
 /// Opens the store and starts serving on `config.listen`.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     let state = Arc::new(
@@ -128,6 +153,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     })?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let weak = Arc::downgrade(&state);
+    tokio::spawn(trim_streams(weak.clone(), config.stream_hour));
     let app = http::router(state);
     let task = tokio::spawn(async move {
         let result = axum::serve(listener, app)

@@ -43,6 +43,11 @@ pub struct ServeArgs {
     /// Latency added to every request, in milliseconds (fault injection).
     #[arg(long, default_value_t = 0)]
     pub fault_latency_ms: u64,
+    /// Length in seconds of one hour of a stream's expiration: streams keep records their
+    /// table's expiration times this (3600 serves real hours; less makes records expire
+    /// sooner, to try what happens when they do).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_hour_secs: u64,
 }
 
 fn probability(text: &str) -> Result<f64, String> {
@@ -68,6 +73,7 @@ impl ServeArgs {
                 latency: Duration::from_millis(self.fault_latency_ms),
                 row_failure_rate: self.fault_row_failure_rate,
             },
+            stream_hour: Duration::from_secs(self.stream_hour_secs),
         }
     }
 }

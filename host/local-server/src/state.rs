@@ -39,7 +39,7 @@ impl ServerState {
     pub fn open(config: &ServerConfig) -> Result<Self, ApiError> {
         let db = store::open_database(&config.data_dir)?;
         Ok(Self {
-            store: Store::new(db.clone())?,
+            store: Store::new(db.clone(), config.stream_hour)?,
             tunnels: TunnelService::new(db, &config.instance_name)?,
             instance_name: config.instance_name.clone(),
             access_keys: config.access_keys.iter().cloned().collect(),

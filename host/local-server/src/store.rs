@@ -10,6 +10,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ots_protocol::error::ErrorCode;
 use ots_protocol::model::{PrimaryKey, Row, RowChange};
@@ -89,23 +90,65 @@ pub const MAX_RANGE_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// The durable store of tables and rows.
 pub struct Store {
     db: Arc<Database>,
+    /// How long one hour of a stream's expiration lasts (an hour, but for tests).
+    stream_hour: Duration,
 }
 
 impl Store {
-    /// The store on `db`, registering its tables and the stream's.
-    pub fn new(db: Arc<Database>) -> Result<Self, ApiError> {
+    /// The store on `db`, registering its tables and the stream's; streams keep records
+    /// their expiration's number of `stream_hour`s.
+    pub fn new(db: Arc<Database>, stream_hour: Duration) -> Result<Self, ApiError> {
         let txn = db.begin_write()?;
         txn.open_table(CATALOG)?;
         txn.open_table(ROWS)?;
         txn.open_table(COUNTERS)?;
         stream::register(&txn)?;
         txn.commit()?;
-        Ok(Self { db })
+        Ok(Self { db, stream_hour })
     }
 
-    /// Opens (or creates) a store of its own in `dir`.
+    /// Opens (or creates) a store of its own in `dir`, with real hours.
     pub fn open(dir: &Path) -> Result<Self, ApiError> {
-        Self::new(open_database(dir)?)
+        Self::new(open_database(dir)?, Duration::from_secs(3600))
+    }
+
+    /// How long one hour of a stream's expiration lasts.
+    pub fn stream_hour(&self) -> Duration {
+        self.stream_hour
+    }
+
+    /// How long the table's stream keeps records (its expiration in stream hours).
+    pub fn stream_retention(&self, info: &TableInfo) -> Duration {
+        let hours = info
+            .definition
+            .stream_spec
+            .as_ref()
+            .and_then(|s| s.expiration_time)
+            .unwrap_or(crate::api::tables::DEFAULT_STREAM_EXPIRATION_HOURS);
+        self.stream_hour.saturating_mul(hours.max(1) as u32)
+    }
+
+    /// Trims the streams of every table of the records past their expiration; returns how
+    /// many records went.
+    pub fn trim_streams(&self, now_ms: i64) -> Result<usize, ApiError> {
+        let mut trimmed = 0;
+        for name in self.list_tables()? {
+            let info = self.table(&name)?;
+            if !info.stream_enabled() {
+                continue;
+            }
+            let retention_us = self.stream_retention(&info).as_micros() as i64;
+            let cutoff = now_ms.saturating_mul(1000).saturating_sub(retention_us);
+            let txn = self.db.begin_write()?;
+            trimmed += stream::trim(&txn, &name, cutoff)?;
+            txn.commit()?;
+        }
+        Ok(trimmed)
+    }
+
+    /// The log position just before the oldest record a partition still holds.
+    pub fn oldest_log_position(&self, table: &str, partition: u32) -> Result<u64, ApiError> {
+        stream::oldest_position(&self.db.begin_read()?, table, partition)
     }
 
     /// Creates a table after validating and normalizing its definition.
@@ -228,14 +271,19 @@ impl Store {
     /// fails (condition, schema, limits) is reported in its slot and leaves its row untouched;
     /// the others are applied. Each success is the change as it took effect (server-assigned
     /// timestamps and auto-increment values filled in, increments resolved).
+    ///
+    /// The commit time comes from `clock` once the write transaction is held: commits then
+    /// follow each other in time, so the stream's timestamps, the server-assigned cell
+    /// versions and the commit order agree (a point-in-time restore relies on it).
     pub fn write_rows(
         &self,
         table: &str,
         ops: Vec<WriteOp>,
-        now_ms: i64,
+        clock: impl FnOnce() -> i64,
     ) -> Result<Vec<Result<RowChange, ApiError>>, ApiError> {
         let info = self.table(table)?;
         let txn = self.db.begin_write()?;
+        let now_ms = clock();
         let mut results = Vec::with_capacity(ops.len());
         {
             let mut rows = txn.open_table(ROWS)?;

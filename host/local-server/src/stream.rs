@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use ots_protocol::error::ErrorCode;
 use ots_protocol::model::RowChange;
 use ots_protocol::pb::tunnel::Record;
 use ots_protocol::plainbuffer::SequenceInfo;
@@ -65,8 +66,16 @@ pub(crate) fn partitions(txn: &ReadTransaction, table: &str) -> Result<Vec<Parti
     load_partitions(&txn.open_table(PARTITIONS)?, table)
 }
 
+/// The error of a position whose records were trimmed.
+pub(crate) fn trimmed() -> ApiError {
+    ApiError::new(
+        ErrorCode::TrimmedDataAccess,
+        "Requested stream data is already trimmed or does not exist.",
+    )
+}
+
 /// Up to `max` records of a partition's log after sequence number `after`, and the log's last
-/// sequence number.
+/// sequence number; [`trimmed`] when records after `after` were trimmed.
 pub(crate) fn read(
     txn: &ReadTransaction,
     table: &str,
@@ -75,6 +84,9 @@ pub(crate) fn read(
     max: usize,
 ) -> Result<(Vec<LoggedRecord>, u64), ApiError> {
     let log = txn.open_table(LOG)?;
+    if after.saturating_add(1) < first_seq(&log, table, partition)? {
+        return Err(trimmed());
+    }
     let start = log_key(table, partition, after.saturating_add(1));
     let end = log_key(table, partition, u64::MAX);
     let mut records = Vec::new();
@@ -83,6 +95,79 @@ pub(crate) fn read(
         records.push(decode_entry(k.value(), v.value())?);
     }
     Ok((records, head(&log, table, partition)?))
+}
+
+/// The position just before the oldest record a partition's log still holds: where reading
+/// from the start (TRIM_HORIZON, a tunnel from EARLIEST) begins.
+pub(crate) fn oldest_position(
+    txn: &ReadTransaction,
+    table: &str,
+    partition: u32,
+) -> Result<u64, ApiError> {
+    Ok(first_seq(&txn.open_table(LOG)?, table, partition)? - 1)
+}
+
+/// Trims every partition's log of `table` of the records committed before `cutoff_us`, but for
+/// each partition's newest record, which keeps its sequence numbers going; returns how many
+/// went.
+pub(crate) fn trim(txn: &WriteTransaction, table: &str, cutoff_us: i64) -> Result<usize, ApiError> {
+    let partitions = load_partitions(&txn.open_table(PARTITIONS)?, table)?;
+    let mut log = txn.open_table(LOG)?;
+    let mut trimmed = 0;
+    for partition in partitions {
+        let head = head(&log, table, partition.id)?;
+        let mut old = Vec::new();
+        let start = log_key(table, partition.id, 0);
+        let end = log_key(table, partition.id, head);
+        for entry in log.range(start.as_slice()..end.as_slice())? {
+            let (k, v) = entry?;
+            let record = decode_entry(k.value(), v.value())?;
+            if record.timestamp_us >= cutoff_us {
+                break;
+            }
+            old.push(k.value().to_vec());
+        }
+        for key in &old {
+            log.remove(key.as_slice())?;
+        }
+        trimmed += old.len();
+    }
+    Ok(trimmed)
+}
+
+/// The first sequence number still in a partition's log (1 when it is empty: the newest
+/// record is never trimmed, so an empty log never had one).
+fn first_seq(
+    log: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    table: &str,
+    partition: u32,
+) -> Result<u64, ApiError> {
+    Ok(seq_bounds(log, table, partition)?.map_or(1, |(first, _)| first))
+}
+
+/// The sequence number at the end of a log key.
+fn seq_of(key: &[u8]) -> u64 {
+    u64::from_be_bytes(key[key.len() - 8..].try_into().expect("8 bytes"))
+}
+
+/// The first and last sequence numbers of a partition's log; `None` when it is empty.
+fn seq_bounds(
+    log: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    table: &str,
+    partition: u32,
+) -> Result<Option<(u64, u64)>, ApiError> {
+    let start = log_key(table, partition, 0);
+    let end = log_key(table, partition, u64::MAX);
+    let mut range = log.range(start.as_slice()..=end.as_slice())?;
+    let Some(first) = range.next() else {
+        return Ok(None);
+    };
+    let first = seq_of(first?.0.value());
+    let last = match range.next_back() {
+        Some(entry) => seq_of(entry?.0.value()),
+        None => first,
+    };
+    Ok(Some((first, last)))
 }
 
 /// The sequence number just before the first record of a partition's log committed at or after
@@ -218,17 +303,7 @@ fn head(
     table: &str,
     partition: u32,
 ) -> Result<u64, ApiError> {
-    let start = log_key(table, partition, 0);
-    let end = log_key(table, partition, u64::MAX);
-    Ok(
-        match log.range(start.as_slice()..=end.as_slice())?.next_back() {
-            Some(entry) => {
-                let key = entry?.0.value().to_vec();
-                u64::from_be_bytes(key[key.len() - 8..].try_into().expect("8 bytes"))
-            }
-            None => 0,
-        },
-    )
+    Ok(seq_bounds(log, table, partition)?.map_or(0, |(_, last)| last))
 }
 
 /// Appends the records of one committed write, inside its transaction.
@@ -326,7 +401,7 @@ impl<'txn> Appender<'txn> {
 
 /// Decodes a stored log entry.
 fn decode_entry(key: &[u8], value: &[u8]) -> Result<LoggedRecord, ApiError> {
-    let seq = u64::from_be_bytes(key[key.len() - 8..].try_into().expect("8 bytes"));
+    let seq = seq_of(key);
     let record = Record::decode(value)
         .map_err(|e| ApiError::invalid(format!("corrupt stream record: {e}")))?;
     let timestamp_us = TunnelRecord::decode(&record)?

@@ -226,3 +226,62 @@ async fn streams_list_describe_and_read_in_order() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_past_the_expiration_are_trimmed() {
+    // An hour lasts 50 ms: the 24-hour stream keeps records 1.2 s.
+    let server = LocalServer::start_with_stream_hour(std::time::Duration::from_millis(50)).await;
+    let client = server.client();
+    table(&client, "s", true).await;
+    write(&client, "s", &[put(1), put(2)]).await;
+    let listed: ListStreamResponse = client
+        .call("/ListStream", &ListStreamRequest { table_name: None }, true)
+        .await
+        .unwrap();
+    let stream = listed.streams[0].stream_id.clone();
+    let shard = describe(&client, &stream).await.shards[0].shard_id.clone();
+    let early = iterator(&client, &stream, &shard, None).await;
+    assert_eq!(changes(&records(&client, &early, None).await).len(), 2);
+
+    tokio::time::sleep(std::time::Duration::from_millis(1_400)).await;
+    write(&client, "s", &[put(3)]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let error = loop {
+        let read = client
+            .call::<_, GetStreamRecordResponse>(
+                "/GetStreamRecord",
+                &GetStreamRecordRequest {
+                    shard_iterator: early.clone(),
+                    limit: None,
+                    table_name: None,
+                },
+                true,
+            )
+            .await;
+        match read {
+            Err(error) => break error,
+            Ok(_) => {
+                assert!(std::time::Instant::now() < deadline, "never trimmed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(
+        error.code(),
+        Some(&ots_protocol::error::ErrorCode::TrimmedDataAccess),
+        "{error}"
+    );
+    // TRIM_HORIZON starts at the oldest record kept: 3 once 2 (the newest of its time,
+    // kept while it was the newest) went too.
+    loop {
+        let horizon = iterator(&client, &stream, &shard, None).await;
+        let kept = changes(&records(&client, &horizon, None).await);
+        assert_eq!(kept.last().unwrap().change.primary_key(), &id(3));
+        if kept.len() == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "2 was never trimmed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.shutdown().await;
+}

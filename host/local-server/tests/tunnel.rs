@@ -1,6 +1,7 @@
 //! The Tunnel Service over HTTP with the client's tunnel calls: base data then stream,
 //! parent-before-child order across a partition split, checkpoints that survive a restart,
-//! consume points, and rejected foreign checkpoints.
+//! consume points, rejected foreign checkpoints, tunnels over a time range, and tunnels that
+//! expire when their records are trimmed.
 
 use ots_client::Client;
 use ots_local_server::api::{SplitPartitionRequest, SplitPartitionResponse};
@@ -10,7 +11,9 @@ use ots_protocol::pb::table::{
     CapacityUnit, CreateTableRequest, PrimaryKeySchema, PrimaryKeyType, ReservedThroughput,
     StreamSpecification, TableMeta,
 };
-use ots_protocol::pb::tunnel::{Channel, ChannelStatus, FINISH_TAG, TunnelType};
+use ots_protocol::pb::tunnel::{
+    Channel, ChannelStatus, FINISH_TAG, StartOffsetFlag, StreamTunnelConfig, TunnelType,
+};
 use ots_protocol::plainbuffer;
 use ots_protocol::record::TunnelRecord;
 use ots_testkit::LocalServer;
@@ -153,11 +156,11 @@ async fn base_then_stream_in_order_across_splits_and_restarts() {
     write(&client, (0..300).map(|i| put(i, 0)).collect()).await;
 
     let tunnel = client
-        .create_tunnel("src", "t1", TunnelType::BaseAndStream)
+        .create_tunnel("src", "t1", TunnelType::BaseAndStream, None)
         .await
         .unwrap();
     let err = client
-        .create_tunnel("src", "t1", TunnelType::BaseAndStream)
+        .create_tunnel("src", "t1", TunnelType::BaseAndStream, None)
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(&ErrorCode::TunnelExist));
@@ -290,7 +293,7 @@ async fn describe_tunnel_reports_what_the_sdks_read() {
     create_table(&client).await;
     write(&client, (0..3).map(|i| put(i, 0)).collect()).await;
     let tunnel = client
-        .create_tunnel("src", "t", TunnelType::BaseAndStream)
+        .create_tunnel("src", "t", TunnelType::BaseAndStream, None)
         .await
         .unwrap();
     let described = client.describe_tunnel("src", "t").await.unwrap();
@@ -393,7 +396,7 @@ async fn describe_tunnel_reports_what_the_sdks_read() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn create_tunnel_enables_a_missing_stream_and_refuses_what_it_cannot_do() {
+async fn create_tunnel_enables_a_missing_stream() {
     let server = LocalServer::start().await;
     let client = server.client();
     client
@@ -413,7 +416,7 @@ async fn create_tunnel_enables_a_missing_stream_and_refuses_what_it_cannot_do() 
         .unwrap();
     // The service enables the stream, keeping records 7 days (the Java SDK's "Create a tunnel").
     client
-        .create_tunnel("plain", "t", TunnelType::Stream)
+        .create_tunnel("plain", "t", TunnelType::Stream, None)
         .await
         .unwrap();
     let details = client
@@ -426,27 +429,204 @@ async fn create_tunnel_enables_a_missing_stream_and_refuses_what_it_cannot_do() 
     assert_eq!(details.expiration_time, Some(168));
     assert!(details.last_enable_time.is_some());
 
-    let from_earliest = ots_protocol::pb::tunnel::CreateTunnelRequest {
-        tunnel: ots_protocol::pb::tunnel::Tunnel {
-            table_name: "plain".into(),
-            tunnel_name: "earliest".into(),
-            tunnel_type: TunnelType::Stream as i32,
-            stream_tunnel_config: Some(ots_protocol::pb::tunnel::StreamTunnelConfig {
-                flag: Some(ots_protocol::pb::tunnel::StartOffsetFlag::Earliest as i32),
-                start_offset: None,
-                end_offset: None,
-            }),
-            need_all_time_series_columns: None,
-        },
-    };
-    let err = client
-        .call::<_, ots_protocol::pb::tunnel::CreateTunnelResponse>(
-            ots_protocol::pb::tunnel::paths::CREATE_TUNNEL,
-            &from_earliest,
-            false,
+    server.shutdown().await;
+}
+
+/// The current time in nanoseconds, a few milliseconds away from any commit: commits land in
+/// whole milliseconds, and an offset in the same millisecond as a commit would include it.
+async fn instant_ns() -> u64 {
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    let ms = chrono::Utc::now().timestamp_millis() as u64;
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    ms * 1_000_000
+}
+
+fn range(
+    flag: Option<StartOffsetFlag>,
+    start_offset: Option<u64>,
+    end_offset: Option<u64>,
+) -> Option<StreamTunnelConfig> {
+    Some(StreamTunnelConfig {
+        flag: flag.map(|f| f as i32),
+        start_offset,
+        end_offset,
+    })
+}
+
+/// Connects a worker, takes the tunnel's one stream channel and drains it.
+async fn drain_stream(client: &Client, tunnel: &str) -> (Vec<TunnelRecord>, bool) {
+    let worker = client.connect_tunnel(tunnel, 30, "w").await.unwrap();
+    let open = heartbeat(client, tunnel, &worker, &mut Vec::new()).await;
+    assert_eq!(open, vec!["stream-0"]);
+    drain(client, tunnel, &worker, "stream-0").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_configurations_deliver_a_window_of_the_log() {
+    let server = LocalServer::start().await;
+    let client = server.client();
+    create_table(&client).await;
+    write(&client, (1..=5).map(|i| put(i, 0)).collect()).await;
+    let t_a = instant_ns().await;
+    write(&client, (6..=10).map(|i| put(i, 0)).collect()).await;
+    let t_b = instant_ns().await;
+    write(&client, (11..=15).map(|i| put(i, 0)).collect()).await;
+
+    let window = client
+        .create_tunnel(
+            "src",
+            "window",
+            TunnelType::Stream,
+            range(None, Some(t_a), Some(t_b)),
         )
         .await
+        .unwrap();
+    let (records, finished) = drain_stream(&client, &window).await;
+    assert_eq!(keys(&records), (6..=10).collect::<Vec<_>>());
+    assert!(
+        finished,
+        "a record at or after the end offset ends the channel"
+    );
+    let info = client
+        .describe_tunnel("src", "window")
+        .await
+        .unwrap()
+        .tunnel;
+    assert_eq!(info.stream_tunnel_config, range(None, Some(t_a), Some(t_b)));
+    assert_eq!(info.expired, Some(false));
+
+    let earliest = client
+        .create_tunnel(
+            "src",
+            "earliest",
+            TunnelType::Stream,
+            range(Some(StartOffsetFlag::Earliest), None, None),
+        )
+        .await
+        .unwrap();
+    let (records, finished) = drain_stream(&client, &earliest).await;
+    assert_eq!(keys(&records), (1..=15).collect::<Vec<_>>());
+    assert!(!finished);
+
+    // From now until a second from now: what is written before the end, then finished once
+    // the end has passed and settled, though nothing was written after it.
+    let end = chrono::Utc::now().timestamp_millis() as u64 * 1_000_000 + 1_000_000_000;
+    let until = client
+        .create_tunnel(
+            "src",
+            "until",
+            TunnelType::Stream,
+            range(Some(StartOffsetFlag::Latest), None, Some(end)),
+        )
+        .await
+        .unwrap();
+    write(&client, vec![put(16, 0)]).await;
+    let worker = client.connect_tunnel(&until, 30, "w").await.unwrap();
+    heartbeat(&client, &until, &worker, &mut Vec::new()).await;
+    let (records, finished) = drain(&client, &until, &worker, "stream-0").await;
+    assert_eq!(keys(&records), vec![16]);
+    assert!(!finished, "the end has not passed");
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    let (records, finished) = drain(&client, &until, &worker, "stream-0").await;
+    assert!(records.is_empty());
+    assert!(finished, "the end passed with nothing after it");
+
+    let now_ns = chrono::Utc::now().timestamp_millis() as u64 * 1_000_000;
+    for (name, kind, config, says) in [
+        (
+            "future",
+            TunnelType::Stream,
+            range(None, Some(now_ns + 60_000_000_000), None),
+            "outside the valid range",
+        ),
+        (
+            "ancient",
+            TunnelType::Stream,
+            range(None, Some(1_000_000_000), None),
+            "outside the valid range",
+        ),
+        (
+            "backwards",
+            TunnelType::Stream,
+            range(None, Some(t_b), Some(t_a)),
+            "is not after the start",
+        ),
+        (
+            "both",
+            TunnelType::Stream,
+            range(Some(StartOffsetFlag::Earliest), Some(t_a), None),
+            "not both",
+        ),
+        (
+            "base",
+            TunnelType::BaseData,
+            range(None, Some(t_a), None),
+            "takes no stream configuration",
+        ),
+    ] {
+        let error = client
+            .create_tunnel("src", name, kind, config)
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Some(&ErrorCode::ParameterInvalid), "{name}");
+        assert!(error.to_string().contains(says), "{name}: {error}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tunnel_whose_records_were_trimmed_expires() {
+    // An hour lasts 100 ms: the table's 24-hour stream keeps records 2.4 s.
+    let server = LocalServer::start_with_stream_hour(std::time::Duration::from_millis(100)).await;
+    let client = server.client();
+    create_table(&client).await;
+    let tunnel = client
+        .create_tunnel("src", "slow", TunnelType::Stream, None)
+        .await
+        .unwrap();
+    write(&client, vec![put(1, 0), put(2, 0)]).await;
+    // 3 is written before 1 and 2 expire, so one trim takes both (the newest record of a
+    // partition stays, to keep its sequence going).
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    write(&client, vec![put(3, 0)]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while client
+        .describe_tunnel("src", "slow")
+        .await
+        .unwrap()
+        .tunnel
+        .expired
+        != Some(true)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "records 1 and 2 were never trimmed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let worker = client.connect_tunnel(&tunnel, 30, "w").await.unwrap();
+    heartbeat(&client, &tunnel, &worker, &mut Vec::new()).await;
+    let checkpoint = client
+        .get_checkpoint(&tunnel, &worker, "stream-0")
+        .await
+        .unwrap();
+    let error = client
+        .read_records(&tunnel, &worker, "stream-0", &checkpoint.checkpoint)
+        .await
         .unwrap_err();
-    assert_eq!(err.code(), Some(&ErrorCode::UnsupportOperation));
+    assert_eq!(error.code(), Some(&ErrorCode::TunnelExpired), "{error}");
+
+    // A tunnel from EARLIEST starts at what the stream still keeps.
+    let earliest = client
+        .create_tunnel(
+            "src",
+            "late",
+            TunnelType::Stream,
+            range(Some(StartOffsetFlag::Earliest), None, None),
+        )
+        .await
+        .unwrap();
+    let (records, _) = drain_stream(&client, &earliest).await;
+    assert_eq!(keys(&records), vec![3]);
     server.shutdown().await;
 }

@@ -83,6 +83,8 @@ pub enum ErrorCode {
     PermissionDenied,
     /// A tunnel with this name already exists.
     TunnelExist,
+    /// A stream position whose records were trimmed (past the stream's expiration).
+    TrimmedDataAccess,
     /// A code not in this list, as the service spelled it (empty when the answer carried none).
     Unknown(String),
 }
@@ -143,6 +145,7 @@ const TABLE: &[(ErrorCode, &str, u16, Retriability)] = {
         (TunnelExpired, "OTSTunnelExpired", 410, Never),
         (PermissionDenied, "OTSPermissionDenied", 403, Never),
         (TunnelExist, "OTSTunnelExist", 409, Never),
+        (TrimmedDataAccess, "OTSTrimmedDataAccess", 400, Never),
     ]
 };
 

@@ -11,14 +11,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
 use ots_protocol::auth::Credentials;
+use ots_protocol::pb::tunnel::TunnelType;
 use serde_json::{Map, Value};
 
 /// The most rows one BatchWriteRow request may carry, and so the largest `batchWriteCount`.
 pub const MAX_BATCH_WRITE_COUNT: usize = 200;
 /// `batchWriteCount` when the file does not set it.
 pub const DEFAULT_BATCH_WRITE_COUNT: usize = 100;
-/// The format of `endTime` in the guide's JSON (interpreted in the machine's local time zone).
-pub const END_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+/// The format of `startTime` and `endTime`, the guide's (interpreted in the machine's local time zone).
+pub const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 /// Environment variables that supply or override credentials, with the key each one sets.
 pub const ENV_VARS: [(&str, &str); 6] = [
@@ -210,7 +211,15 @@ pub struct ReplicatorConfig {
     /// Whether set-up may enable the source table's stream when it is off
     /// (`ots-reader.enableStream`); otherwise a table without one is an error.
     pub enable_stream: bool,
-    /// Records committed after this instant are not applied; `None` replicates forever.
+    /// What the tunnel delivers (`ots-reader.tunnelType`): BaseAndStream unless told, Stream
+    /// when only changes are wanted (the default with a `startTime`), BaseData for a one-off
+    /// copy.
+    pub tunnel_type: TunnelType,
+    /// Replicate the changes committed since this instant (`ots-reader.startTime`, a Stream
+    /// tunnel's start offset); `None` starts when the tunnel is created.
+    pub start_time: Option<DateTime<Utc>>,
+    /// Records committed after this instant are not applied, and the tunnel is created to end
+    /// there; `None` replicates forever.
     pub end_time: Option<DateTime<Utc>>,
     /// The destination table (`ots-writer`).
     pub destination: TableEndpoint,
@@ -291,14 +300,43 @@ impl ReplicatorConfig {
             "replicator",
         ])?;
         let mut reader = root.section("ots-reader")?;
-        reader.allow(&[ENDPOINT_KEYS, &["tunnelName", "endTime", "enableStream"]].concat())?;
+        reader.allow(
+            &[
+                ENDPOINT_KEYS,
+                &[
+                    "tunnelName",
+                    "tunnelType",
+                    "startTime",
+                    "endTime",
+                    "enableStream",
+                ],
+            ]
+            .concat(),
+        )?;
         let source = table_endpoint(&mut reader)?;
         let tunnel_name = reader.string("tunnelName")?;
         let enable_stream = reader.optional_bool("enableStream")?.unwrap_or(false);
-        let end_time = reader
-            .optional_string("endTime")?
-            .map(|text| parse_end_time(&text).map_err(|p| key_error(reader.path("endTime"), p)))
-            .transpose()?;
+        let mut time = |key: &str| {
+            reader
+                .optional_string(key)?
+                .map(|text| parse_time(&text).map_err(|p| key_error(reader.path(key), p)))
+                .transpose()
+        };
+        let start_time = time("startTime")?;
+        let end_time = time("endTime")?;
+        let tunnel_type = match reader.optional_string("tunnelType")? {
+            None => default_tunnel_type(start_time),
+            Some(name) => TunnelType::from_name(&name).ok_or_else(|| {
+                key_error(
+                    reader.path("tunnelType"),
+                    format!(
+                        "unknown tunnel type {name:?}; expected BaseAndStream, Stream or BaseData"
+                    ),
+                )
+            })?,
+        };
+        check_time_range(tunnel_type, start_time, end_time)
+            .map_err(|(key, problem)| key_error(reader.path(key), problem))?;
 
         let mut writer = root.section("ots-writer")?;
         writer.allow(&[ENDPOINT_KEYS, &["batchWriteCount"]].concat())?;
@@ -363,6 +401,8 @@ impl ReplicatorConfig {
             source,
             tunnel_name,
             enable_stream,
+            tunnel_type,
+            start_time,
             end_time,
             destination,
             batch_write_count,
@@ -466,12 +506,55 @@ fn processor_config(section: &mut Section) -> Result<ProcessorConfig, ConfigErro
     })
 }
 
-/// Parses `endTime`: the guide's `yyyy-MM-dd HH:mm:ss` in local time, or RFC 3339.
-pub fn parse_end_time(text: &str) -> Result<DateTime<Utc>, String> {
+/// The tunnel type when the config names none: Stream for the changes since a `startTime`,
+/// else the guide's BaseAndStream.
+pub fn default_tunnel_type(start_time: Option<DateTime<Utc>>) -> TunnelType {
+    match start_time {
+        Some(_) => TunnelType::Stream,
+        None => TunnelType::BaseAndStream,
+    }
+}
+
+/// Checks that a tunnel type and a time range go together: a start needs a Stream tunnel
+/// (BaseAndStream copies the table as it is now, then its changes), BaseData has no stream to
+/// cut, and the end comes after the start. The error names the key and the problem.
+pub fn check_time_range(
+    tunnel_type: TunnelType,
+    start_time: Option<DateTime<Utc>>,
+    end_time: Option<DateTime<Utc>>,
+) -> Result<(), (&'static str, String)> {
+    if start_time.is_some() && tunnel_type != TunnelType::Stream {
+        return Err((
+            "startTime",
+            format!(
+                "replicating the changes since a past instant needs tunnelType \"Stream\", not {:?} (a {} tunnel copies the table as it is now)",
+                tunnel_type.as_str(),
+                tunnel_type.as_str()
+            ),
+        ));
+    }
+    if end_time.is_some() && tunnel_type == TunnelType::BaseData {
+        return Err((
+            "endTime",
+            "a BaseData tunnel delivers no changes to stop at; it ends once the table is copied"
+                .to_owned(),
+        ));
+    }
+    if let (Some(start), Some(end)) = (start_time, end_time)
+        && end <= start
+    {
+        return Err(("endTime", format!("{end} is not after startTime {start}")));
+    }
+    Ok(())
+}
+
+/// Parses `startTime` and `endTime`: the guide's `yyyy-MM-dd HH:mm:ss` in local time, or
+/// RFC 3339.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
     }
-    let naive = NaiveDateTime::parse_from_str(text, END_TIME_FORMAT).map_err(|e| {
+    let naive = NaiveDateTime::parse_from_str(text, TIME_FORMAT).map_err(|e| {
         format!("{text:?} is not a time like \"2026-11-24 20:00:00\" (yyyy-MM-dd HH:mm:ss): {e}")
     })?;
     Local
@@ -747,6 +830,71 @@ mod tests {
     }
 
     #[test]
+    fn tunnel_types_and_time_ranges_go_together() {
+        let with = |extra: &str| {
+            GUIDE_JSON.replace(r#""tunnelName""#, &format!(r#"{extra}, "tunnelName""#))
+        };
+        let guide = ReplicatorConfig::parse(GUIDE_JSON, Format::Json, no_env).unwrap();
+        assert_eq!(guide.tunnel_type, TunnelType::BaseAndStream);
+        assert_eq!(guide.start_time, None);
+
+        let since = ReplicatorConfig::parse(
+            &with(r#""startTime": "2026-11-24T10:00:00Z""#)
+                .replace(r#", "endTime": "2026-11-24 20:00:00""#, ""),
+            Format::Json,
+            no_env,
+        )
+        .unwrap();
+        assert_eq!(
+            since.tunnel_type,
+            TunnelType::Stream,
+            "a start time means the changes since"
+        );
+        assert_eq!(
+            since.start_time,
+            Some(
+                DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z")
+                    .unwrap()
+                    .with_timezone(&Utc)
+            )
+        );
+        let copy = ReplicatorConfig::parse(
+            &with(r#""tunnelType": "BaseData""#)
+                .replace(r#", "endTime": "2026-11-24 20:00:00""#, ""),
+            Format::Json,
+            no_env,
+        )
+        .unwrap();
+        assert_eq!(copy.tunnel_type, TunnelType::BaseData);
+
+        for (extra, says) in [
+            (
+                r#""tunnelType": "Streem""#,
+                "`ots-reader.tunnelType`: unknown tunnel type \"Streem\"",
+            ),
+            (
+                r#""tunnelType": "BaseAndStream", "startTime": "2026-11-24T10:00:00Z""#,
+                "`ots-reader.startTime`: replicating the changes since a past instant needs tunnelType \"Stream\"",
+            ),
+            (
+                r#""tunnelType": "BaseData""#,
+                "`ots-reader.endTime`: a BaseData tunnel delivers no changes",
+            ),
+            (
+                r#""startTime": "2026-11-25T12:00:00Z""#,
+                "`ots-reader.endTime`: ",
+            ),
+            (
+                r#""startTime": "yesterday""#,
+                "`ots-reader.startTime`: \"yesterday\" is not a time",
+            ),
+        ] {
+            let message = error(&with(extra), Format::Json);
+            assert!(message.contains(says), "{extra}: {message}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_key_and_the_problem() {
         let too_big = GUIDE_JSON.replace("\"batchWriteCount\": 100", "\"batchWriteCount\": 500");
         assert_eq!(
@@ -758,7 +906,7 @@ mod tests {
             error(&misspelt, Format::Json),
             "config key `ots-reader.tunelName`: is not a known key (did you mean `tunnelName`?); \
              known keys: endpoint, instanceName, tableName, accessId, accessKey, securityToken, \
-             tunnelName, endTime, enableStream"
+             tunnelName, tunnelType, startTime, endTime, enableStream"
         );
         let missing = GUIDE_JSON.replace(r#""tunnelName": "t1","#, "");
         assert_eq!(

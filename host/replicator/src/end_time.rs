@@ -47,6 +47,15 @@ impl EndTracker {
     }
 }
 
+/// Whether a BaseData tunnel's copy is done: it has channels and every one terminated.
+pub fn copy_finished(description: &DescribeTunnelResponse) -> bool {
+    !description.channels.is_empty()
+        && description
+            .channels
+            .iter()
+            .all(|c| c.status() == Some(ChannelStatus::Terminated))
+}
+
 /// Whether this process is done with `end`. Every unfinished stream channel must be past it:
 /// its consume point is after the end time, or an applier of this process met a record
 /// committed after it (a held channel: everything before the end is applied, but only the
@@ -55,8 +64,9 @@ impl EndTracker {
 /// A channel another worker (`client_id` differs from `me`) owns also counts once this process
 /// holds a channel of its own: otherwise two processes each holding a channel would wait for
 /// each other forever. When this one leaves, its held channels move to the other, which
-/// re-applies them up to the end and stops too. False while the full copy runs or before any
-/// stream channel exists.
+/// re-applies them up to the end and stops too. True once every stream channel terminated
+/// (the tunnel's end offset ends them); false while the full copy runs or before any stream
+/// channel exists.
 pub fn end_reached(
     description: &DescribeTunnelResponse,
     end: DateTime<Utc>,
@@ -79,7 +89,11 @@ pub fn end_reached(
         .filter(|c| c.status() != Some(ChannelStatus::Terminated))
         .collect();
     if unfinished.is_empty() {
-        return false;
+        // Every stream channel terminated: the tunnel's end offset ended them.
+        return description
+            .channels
+            .iter()
+            .any(|c| c.kind() != Some(ChannelType::BaseData));
     }
     let past = |c: &&ChannelInfo| {
         c.consume_point_millis().is_some_and(|ms| ms > end_millis)
@@ -223,6 +237,35 @@ mod tests {
             !end_reached(&stream, end, &ends, "me"),
             "an unowned (WAIT) channel still counts"
         );
+    }
+
+    #[test]
+    fn terminated_channels_end_the_run() {
+        let end = DateTime::<Utc>::from_timestamp_millis(1000).unwrap();
+        let ends = EndTracker::default();
+        let ended = tunnel(
+            "ProcessStream",
+            vec![
+                channel("a", "Stream", "TERMINATED", Some(900)),
+                channel("b", "Stream", "TERMINATED", Some(10)),
+            ],
+        );
+        assert!(
+            end_reached(&ended, end, &ends, "me"),
+            "the tunnel's end offset terminated every stream channel"
+        );
+        let copying = tunnel(
+            "ProcessBaseData",
+            vec![
+                channel("base-0", "BaseData", "TERMINATED", None),
+                channel("base-1", "BaseData", "OPEN", None),
+            ],
+        );
+        assert!(!copy_finished(&copying));
+        let mut copied = copying.clone();
+        copied.channels[1].channel_status = Some("TERMINATED".into());
+        assert!(copy_finished(&copied));
+        assert!(!copy_finished(&tunnel("ProcessBaseData", vec![])));
     }
 
     #[test]

@@ -221,25 +221,26 @@ pub struct MetricsSnapshot {
     pub batches_written: u64,
 }
 
-/// Serves `GET /metrics` on `listen` until the task is dropped; returns the bound address
-/// (useful with port 0) and the server task.
+/// Serves `GET /metrics` on `listen`, the body from `render` (Prometheus text), until the task
+/// is dropped; returns the bound address (useful with port 0) and the server task. Shared by
+/// every long-running command.
 pub async fn serve(
     listen: SocketAddr,
-    metrics: std::sync::Arc<Metrics>,
+    render: impl Fn() -> String + Clone + Send + Sync + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let metrics = metrics.clone();
+            let body = render();
             async move {
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
                         "text/plain; version=0.0.4; charset=utf-8",
                     )],
-                    metrics.render(),
+                    body,
                 )
             }
         }),
@@ -290,7 +291,8 @@ mod tests {
     async fn the_endpoint_serves_the_text() {
         let m = std::sync::Arc::new(Metrics::default());
         m.rows_written(3);
-        let (addr, task) = serve("127.0.0.1:0".parse().unwrap(), m.clone())
+        let served = m.clone();
+        let (addr, task) = serve("127.0.0.1:0".parse().unwrap(), move || served.render())
             .await
             .unwrap();
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -1,5 +1,5 @@
 //! Watches the tunnel with DescribeTunnel: reports its stage and lag, and asks the end-time
-//! policy ([`crate::end_time`]) whether a run with an end time is over.
+//! policy ([`crate::end_time`]) whether a run with an end time, or a BaseData copy, is over.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -7,17 +7,22 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ots_client::Client;
 
-use crate::end_time::{EndTracker, end_reached};
+use ots_protocol::pb::tunnel::TunnelType;
+
+use crate::end_time::{EndTracker, copy_finished, end_reached};
 use crate::metrics::Metrics;
+use crate::pipeline::StopReason;
 
 /// What the monitor watches and where it reports.
-pub struct Watch {
+pub struct Watch<'a> {
     /// Client of the source instance.
     pub client: Client,
     /// Source table.
     pub table: String,
     /// Tunnel name.
     pub tunnel: String,
+    /// What the tunnel delivers.
+    pub tunnel_type: TunnelType,
     /// The run's end time, if any.
     pub end_time: Option<DateTime<Utc>>,
     /// Time between DescribeTunnel calls.
@@ -27,16 +32,18 @@ pub struct Watch {
     /// Channels held at the end time in this process.
     pub ends: Arc<EndTracker>,
     /// This process's client id on the tunnel (replaced when the worker reconnects).
-    pub me: Arc<Mutex<String>>,
+    pub me: &'a Mutex<String>,
 }
 
 /// Polls DescribeTunnel every `interval`, updating the lag metric and logging stage changes.
-/// With an end time, returns once [`end_reached`] holds; without one, runs until dropped.
-pub async fn monitor(watch: Watch) {
+/// Returns once a BaseData tunnel's copy is done ([`copy_finished`]) or, with an end time,
+/// once [`end_reached`] holds; otherwise runs until dropped.
+pub async fn monitor(watch: Watch<'_>) -> StopReason {
     let Watch {
         client,
         table,
         tunnel,
+        tunnel_type,
         end_time,
         interval,
         metrics,
@@ -61,12 +68,16 @@ pub async fn monitor(watch: Watch) {
         if let Some(rpo) = description.consume_point_millis() {
             metrics.set_tunnel_lag(Utc::now().timestamp_millis() - rpo);
         }
+        if tunnel_type == TunnelType::BaseData && copy_finished(&description) {
+            tracing::info!(%tunnel, "every base-data channel is copied");
+            return StopReason::Copied;
+        }
         let me = me.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(end) = end_time
             && end_reached(&description, end, &ends, &me)
         {
             tracing::info!(%tunnel, end_time = %end, "every channel is past the end time");
-            return;
+            return StopReason::EndTime;
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ots_client::ClientError;
-use ots_tunnel::{TunnelWorker, WorkerConfig, WorkerError};
+use ots_tunnel::{Session, WorkerConfig, WorkerError};
 
 use crate::apply::BatchApplier;
 use crate::config::ReplicatorConfig;
@@ -61,6 +61,8 @@ pub enum PipelineError {
 pub enum StopReason {
     /// Every channel passed the end time.
     EndTime,
+    /// A BaseData tunnel's copy is done.
+    Copied,
     /// The caller asked to stop.
     Shutdown,
 }
@@ -93,6 +95,7 @@ impl fmt::Display for RunSummary {
             self.tunnel_name,
             match self.reason {
                 StopReason::EndTime => "reached the end time",
+                StopReason::Copied => "copied the table",
                 StopReason::Shutdown => "stopped on request",
             },
             self.elapsed.as_secs_f64(),
@@ -160,22 +163,32 @@ pub async fn replicate(
         &destination_table,
     )
     .await?;
-    let tunnel_id =
-        setup::ensure_tunnel(&source, &config.source.table_name, &config.tunnel_name).await?;
+    let tunnel_id = setup::ensure_tunnel(
+        &source,
+        &config.source.table_name,
+        &config.tunnel_name,
+        setup::TunnelWanted::of(config),
+    )
+    .await?;
     tracing::info!(
         source = %config.source.table_name,
         destination = %destination_table,
         tunnel = %config.tunnel_name,
         %tunnel_id,
+        tunnel_type = config.tunnel_type.as_str(),
+        start_time = ?config.start_time,
         end_time = ?config.end_time,
         "replication starting"
     );
 
     let metrics_server = match config.metrics_listen {
         Some(listen) => Some(
-            metrics::serve(listen, metrics.clone())
-                .await
-                .map_err(|error| PipelineError::Metrics { listen, error })?,
+            metrics::serve(listen, {
+                let metrics = metrics.clone();
+                move || metrics.render()
+            })
+            .await
+            .map_err(|error| PipelineError::Metrics { listen, error })?,
         ),
         None => None,
     };
@@ -206,37 +219,30 @@ pub async fn replicate(
         heartbeat_timeout: config.tuning.heartbeat_timeout,
         ..WorkerConfig::default()
     };
-    let worker = TunnelWorker::start(
-        source.clone(),
-        &tunnel_id,
-        worker_config.clone(),
-        applier.clone(),
-    )
-    .await?;
-    let me = Arc::new(Mutex::new(worker.client_id().to_owned()));
+    let me = Mutex::new(String::new());
+    let session = Session {
+        client: &source,
+        tunnel_id: &tunnel_id,
+        config: &worker_config,
+        sink: &applier,
+        client_id: &me,
+    };
+    let worker = session.start().await?;
     let watch = monitor::monitor(monitor::Watch {
         client: source.clone(),
         table: config.source.table_name.clone(),
         tunnel: config.tunnel_name.clone(),
+        tunnel_type: config.tunnel_type,
         end_time: config.end_time,
         interval: config.tuning.monitor_interval,
         metrics: metrics.clone(),
         ends,
-        me: me.clone(),
+        me: &me,
     });
-    let outcome = consume(
-        Session {
-            source: &source,
-            tunnel_id: &tunnel_id,
-            config: &worker_config,
-            applier: &applier,
-            me: &me,
-        },
-        worker,
-        watch,
-        shutdown,
-    )
-    .await;
+    let outcome = session
+        .run(worker, watch, shutdown)
+        .await
+        .map(|reason| reason.unwrap_or(StopReason::Shutdown));
     if let Some((_, task)) = metrics_server {
         task.abort();
     }
@@ -256,7 +262,10 @@ pub async fn replicate(
 /// Fails within about a second when `client`'s endpoint does not answer at all, naming it, rather
 /// than after the default retry policy's minute. Any answer, even an error, counts as reachable:
 /// the set-up calls that follow report those.
-async fn reachable(side: &'static str, client: &ots_client::Client) -> Result<(), PipelineError> {
+pub async fn reachable(
+    side: &'static str,
+    client: &ots_client::Client,
+) -> Result<(), PipelineError> {
     match client
         .with_retry(ots_client::RetryPolicy::probe())
         .list_table()
@@ -268,75 +277,5 @@ async fn reachable(side: &'static str, client: &ots_client::Client) -> Result<()
             error,
         }),
         _ => Ok(()),
-    }
-}
-
-/// What a worker needs to join the tunnel again.
-struct Session<'a> {
-    source: &'a ots_client::Client,
-    tunnel_id: &'a str,
-    config: &'a WorkerConfig,
-    applier: &'a Arc<BatchApplier>,
-    /// The worker's client id, read by the monitor.
-    me: &'a Mutex<String>,
-}
-
-/// Runs `worker` until the monitor sees the end time, `shutdown` resolves or the worker fails
-/// for good, and leaves the tunnel. When the server expired the session (an outage longer
-/// than the heartbeat timeout), the old worker stops once its channels have, and a new one
-/// joins; the channels resume from their checkpoints.
-async fn consume(
-    session: Session<'_>,
-    mut worker: TunnelWorker,
-    watch: impl Future<Output = ()>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<StopReason, WorkerError> {
-    tokio::pin!(watch, shutdown);
-    loop {
-        let failure = tokio::select! {
-            _ = &mut watch => break,
-            _ = &mut shutdown => {
-                worker.stop().await;
-                return Ok(StopReason::Shutdown);
-            }
-            failure = worker.failed() => failure,
-        };
-        worker.stop().await;
-        if !failure.is_disconnection() {
-            return Err(failure);
-        }
-        tracing::warn!(error = %failure, "lost the tunnel session; reconnecting");
-        worker = tokio::select! {
-            result = reconnect(&session) => result?,
-            _ = &mut shutdown => return Ok(StopReason::Shutdown),
-        };
-        *session.me.lock().unwrap_or_else(|p| p.into_inner()) = worker.client_id().to_owned();
-        tracing::info!(client_id = worker.client_id(), "reconnected to the tunnel");
-    }
-    worker.stop().await;
-    Ok(StopReason::EndTime)
-}
-
-/// Connects a new worker, retrying with the worker's backoff while the server is unreachable
-/// or busy; fails at once on an error retrying cannot fix (credentials, a deleted tunnel).
-async fn reconnect(session: &Session<'_>) -> Result<TunnelWorker, WorkerError> {
-    let mut attempt = 0;
-    loop {
-        let started = TunnelWorker::start(
-            session.source.clone(),
-            session.tunnel_id,
-            session.config.clone(),
-            session.applier.clone(),
-        )
-        .await;
-        match started {
-            Err(error) if error.is_disconnection() => {
-                attempt += 1;
-                let delay = session.config.backoff(attempt);
-                tracing::warn!(%error, ?delay, "reconnecting to the tunnel failed; retrying");
-                tokio::time::sleep(delay).await;
-            }
-            other => return other,
-        }
     }
 }

@@ -1,12 +1,15 @@
 //! Table and tunnel set-up before replication starts.
 
+use chrono::{DateTime, Utc};
 use ots_client::{Client, ClientError};
 use ots_protocol::error::ErrorCode;
 use ots_protocol::pb::table::{
     CapacityUnit, CreateTableRequest, DescribeTableResponse, ReservedThroughput, TableMeta,
     TableOptions,
 };
-use ots_protocol::pb::tunnel::TunnelType;
+use ots_protocol::pb::tunnel::{StartOffsetFlag, StreamTunnelConfig, TunnelInfo, TunnelType};
+
+use crate::config::ReplicatorConfig;
 
 /// The max time deviation (seconds) given to a destination table we create: about 50 years,
 /// so cells copied with their original, possibly old, timestamps are accepted.
@@ -32,6 +35,20 @@ pub enum SetupError {
         table: String,
         /// How long the stream would keep records.
         hours: i32,
+    },
+    /// A tunnel of the configured name exists but delivers something else.
+    #[error(
+        "tunnel {tunnel} of table {table} exists as {found}, but the config asks for {wanted}; delete the tunnel or choose another `ots-reader.tunnelName`"
+    )]
+    TunnelMismatch {
+        /// The tunnel name.
+        tunnel: String,
+        /// The source table.
+        table: String,
+        /// What the existing tunnel delivers.
+        found: String,
+        /// What the config asks for.
+        wanted: String,
     },
     /// The destination exists with a primary key the source's rows do not fit.
     #[error("destination table {table} has primary key [{found}] but the source has [{expected}]")]
@@ -233,12 +250,115 @@ pub async fn ensure_destination_table(
     }
 }
 
-/// Finds the tunnel named `tunnel_name` on `table`, or creates it as BaseAndStream; returns
-/// its id.
+/// The tunnel a config asks for: what it delivers and the part of the change log it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelWanted {
+    /// What it delivers.
+    pub tunnel_type: TunnelType,
+    /// The first commit time it delivers; `None` for changes from its creation on.
+    pub start_time: Option<DateTime<Utc>>,
+    /// The last commit time it delivers; `None` for no end.
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+fn offset_ns(micros: i64) -> u64 {
+    (micros.max(0) as u64).saturating_mul(1000)
+}
+
+fn ns_text(ns: u64) -> String {
+    DateTime::<Utc>::from_timestamp_nanos(ns.min(i64::MAX as u64) as i64)
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+impl TunnelWanted {
+    /// The tunnel `config` asks for.
+    pub fn of(config: &ReplicatorConfig) -> Self {
+        Self {
+            tunnel_type: config.tunnel_type,
+            start_time: config.start_time,
+            end_time: config.end_time,
+        }
+    }
+
+    /// CreateTunnel's stream configuration, in the SDKs' nanoseconds: the start time as the
+    /// start offset, and as the end offset the instant just after the end time's microsecond,
+    /// so the records committed at the end time are delivered (the client-side cut keeps
+    /// them too). `None` for a BaseData tunnel or one without a range.
+    pub fn stream_config(&self) -> Option<StreamTunnelConfig> {
+        let start = self.start_time.map(|t| offset_ns(t.timestamp_micros()));
+        let end = self
+            .end_time
+            .map(|t| offset_ns(t.timestamp_micros().saturating_add(1)));
+        (self.tunnel_type != TunnelType::BaseData && (start.is_some() || end.is_some())).then(
+            || StreamTunnelConfig {
+                flag: start.is_none().then_some(StartOffsetFlag::Latest as i32),
+                start_offset: start,
+                end_offset: end,
+            },
+        )
+    }
+
+    /// Whether the existing tunnel `info` delivers what is wanted: the same type and start,
+    /// and an end at or after the wanted one (or none), since the client-side cut stops at
+    /// the end time anyway; that is how a continuous replication is given an end time later.
+    fn served_by(&self, info: &TunnelInfo) -> Fit {
+        let wanted = self.stream_config().unwrap_or_default();
+        let found = info.stream_tunnel_config.clone().unwrap_or_default();
+        let nonzero = |o: Option<u64>| o.filter(|&o| o != 0);
+        if info.tunnel_type != self.tunnel_type.as_str()
+            || found.flag == Some(StartOffsetFlag::Earliest as i32)
+            || nonzero(found.start_offset) != nonzero(wanted.start_offset)
+        {
+            return Fit::Different;
+        }
+        match (nonzero(found.end_offset), nonzero(wanted.end_offset)) {
+            (found, wanted) if found == wanted => Fit::Same,
+            (None, Some(_)) => Fit::LaterEnd,
+            (Some(found), Some(wanted)) if found > wanted => Fit::LaterEnd,
+            _ => Fit::Different,
+        }
+    }
+}
+
+/// How an existing tunnel fits what a config wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    /// The same type and range.
+    Same,
+    /// The same type and start, ending later or never: the end time is cut client-side.
+    LaterEnd,
+    /// Another type, start, or an earlier end: reusing it would replicate something else.
+    Different,
+}
+
+/// Says what a tunnel delivers, in words: its type and range.
+fn describe_range(tunnel_type: &str, config: Option<&StreamTunnelConfig>) -> String {
+    if tunnel_type == TunnelType::BaseData.as_str() {
+        return "a BaseData tunnel".to_owned();
+    }
+    let config = config.cloned().unwrap_or_default();
+    let start = match config.start_offset.filter(|&o| o != 0) {
+        Some(ns) => format!("from {}", ns_text(ns)),
+        None if config.flag == Some(StartOffsetFlag::Earliest as i32) => {
+            "from the oldest record kept".to_owned()
+        }
+        None => "from its creation".to_owned(),
+    };
+    let end = match config.end_offset.filter(|&o| o != 0) {
+        Some(ns) => format!("until before {}", ns_text(ns)),
+        None => "without end".to_owned(),
+    };
+    format!("a {tunnel_type} tunnel {start} {end}")
+}
+
+/// Finds the tunnel named `tunnel_name` on `table`, or creates it as `wanted` says; returns
+/// its id. An existing tunnel of another type or start, or one that ends before the end time,
+/// is an error: reusing it would replicate something else than the config says.
 pub async fn ensure_tunnel(
     client: &Client,
     table: &str,
     tunnel_name: &str,
+    wanted: TunnelWanted,
 ) -> Result<String, SetupError> {
     let tunnels = client
         .list_tunnel(Some(table))
@@ -248,10 +368,36 @@ pub async fn ensure_tunnel(
         .iter()
         .find(|t| t.tunnel_name.as_deref() == Some(tunnel_name))
     {
+        let fit = wanted.served_by(existing);
+        if fit == Fit::LaterEnd {
+            tracing::warn!(
+                tunnel = tunnel_name,
+                "the tunnel exists without this end time (it ends later or never); the end time is applied by this replicator only"
+            );
+        }
+        if fit == Fit::Different {
+            return Err(SetupError::TunnelMismatch {
+                tunnel: tunnel_name.to_owned(),
+                table: table.to_owned(),
+                found: describe_range(
+                    &existing.tunnel_type,
+                    existing.stream_tunnel_config.as_ref(),
+                ),
+                wanted: describe_range(
+                    wanted.tunnel_type.as_str(),
+                    wanted.stream_config().as_ref(),
+                ),
+            });
+        }
         return Ok(existing.tunnel_id.clone());
     }
     match client
-        .create_tunnel(table, tunnel_name, TunnelType::BaseAndStream)
+        .create_tunnel(
+            table,
+            tunnel_name,
+            wanted.tunnel_type,
+            wanted.stream_config(),
+        )
         .await
     {
         Ok(id) => {
@@ -278,6 +424,65 @@ mod tests {
     use ots_protocol::pb::table::{
         PrimaryKeyOption, PrimaryKeySchema, PrimaryKeyType, ReservedThroughputDetails,
     };
+
+    #[test]
+    fn an_existing_tunnel_serves_the_same_start_and_an_end_no_earlier() {
+        let at = |s: i64| DateTime::<Utc>::from_timestamp(s, 0);
+        let wanted = |tunnel_type, start: Option<i64>, end: Option<i64>| TunnelWanted {
+            tunnel_type,
+            start_time: start.and_then(at),
+            end_time: end.and_then(at),
+        };
+        let info = |w: TunnelWanted| TunnelInfo {
+            tunnel_type: w.tunnel_type.as_str().to_owned(),
+            stream_tunnel_config: w.stream_config(),
+            ..Default::default()
+        };
+        let continuous = info(wanted(TunnelType::BaseAndStream, None, None));
+        assert_eq!(
+            wanted(TunnelType::BaseAndStream, None, None).served_by(&continuous),
+            Fit::Same
+        );
+        assert_eq!(
+            wanted(TunnelType::BaseAndStream, None, Some(100)).served_by(&continuous),
+            Fit::LaterEnd,
+            "an end time given later is cut client-side"
+        );
+        assert_eq!(
+            wanted(TunnelType::Stream, None, None).served_by(&continuous),
+            Fit::Different
+        );
+        let window = info(wanted(TunnelType::Stream, Some(10), Some(100)));
+        assert_eq!(
+            wanted(TunnelType::Stream, Some(10), Some(50)).served_by(&window),
+            Fit::LaterEnd
+        );
+        for other in [
+            wanted(TunnelType::Stream, Some(11), Some(100)),
+            wanted(TunnelType::Stream, Some(10), Some(101)),
+            wanted(TunnelType::Stream, Some(10), None),
+            wanted(TunnelType::Stream, None, Some(100)),
+        ] {
+            assert_eq!(other.served_by(&window), Fit::Different, "{other:?}");
+        }
+        let config = wanted(TunnelType::Stream, Some(10), Some(100))
+            .stream_config()
+            .unwrap();
+        assert_eq!(config.start_offset, Some(10_000_000_000));
+        assert_eq!(
+            config.end_offset,
+            Some(100_000_001_000),
+            "records committed at the end time's microsecond are delivered"
+        );
+        assert_eq!(
+            describe_range("Stream", Some(&config)),
+            "a Stream tunnel from 1970-01-01T00:00:10.000000Z until before 1970-01-01T00:01:40.000001Z"
+        );
+        assert_eq!(
+            wanted(TunnelType::BaseData, None, None).stream_config(),
+            None
+        );
+    }
 
     #[test]
     fn destination_copies_the_schema_with_a_large_deviation() {

@@ -10,7 +10,7 @@ use std::fmt;
 
 use ots_client::rows::{RangeQuery, RangeReader, ReadOptions};
 use ots_client::{Client, ClientError};
-use ots_protocol::model::{PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, Row};
+use ots_protocol::model::{PrimaryKey, PrimaryKeyValue, Row};
 use ots_protocol::plainbuffer;
 
 /// Why a verification could not run (differences are a result, not an error).
@@ -304,19 +304,7 @@ pub async fn verify_view(
             error,
         })?;
     let max_versions = description.table_options.max_versions.unwrap_or(1).max(1);
-    let infinite = |value: PrimaryKeyValue| {
-        PrimaryKey(
-            description
-                .table_meta
-                .primary_key
-                .iter()
-                .map(|k| PrimaryKeyColumn {
-                    name: k.name.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
-        )
-    };
+    let infinite = |value| description.table_meta.bound(value);
     let bounds = || {
         [
             infinite(PrimaryKeyValue::InfMin),
@@ -384,7 +372,7 @@ pub async fn verify_view(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ots_protocol::model::{Cell, Value};
+    use ots_protocol::model::{Cell, PrimaryKeyColumn, Value};
 
     fn row(cells: Vec<(&str, i64)>) -> Row {
         Row {

@@ -38,6 +38,7 @@ pub fn server_config(data_dir: &Path, faults: FaultConfig) -> ServerConfig {
         instance_name: INSTANCE.to_owned(),
         access_keys: vec![(ACCESS_KEY_ID.to_owned(), ACCESS_KEY_SECRET.to_owned())],
         faults,
+        stream_hour: std::time::Duration::from_secs(3600),
     }
 }
 
@@ -70,6 +71,8 @@ pub fn local_config(
         source: endpoint(url, source),
         tunnel_name: tunnel.to_owned(),
         enable_stream: false,
+        tunnel_type: ots_protocol::pb::tunnel::TunnelType::BaseAndStream,
+        start_time: None,
         end_time: None,
         destination: endpoint(url, destination),
         batch_write_count: 200,
@@ -80,6 +83,33 @@ pub fn local_config(
             ..Tuning::default()
         },
     }
+}
+
+/// Every row of `table` with every version it keeps, in key order: the table's exact
+/// contents, to compare a copy or a restore with.
+pub async fn table_contents(client: &Client, table: &str) -> Vec<ots_protocol::model::Row> {
+    use ots_protocol::model::PrimaryKeyValue;
+    let description = client
+        .describe_table(table)
+        .await
+        .expect("the table exists");
+    let bound = |value| description.table_meta.bound(value);
+    client
+        .get_range(ots_client::rows::RangeQuery {
+            table: table.to_owned(),
+            start: bound(PrimaryKeyValue::InfMin),
+            end: bound(PrimaryKeyValue::InfMax),
+            backward: false,
+            limit: None,
+            page_size: None,
+            options: ots_client::rows::ReadOptions {
+                columns_to_get: Vec::new(),
+                max_versions: description.table_options.max_versions.unwrap_or(1),
+            },
+        })
+        .collect_all()
+        .await
+        .expect("reading the whole table")
 }
 
 /// Splits partition `partition` of `table` at integer key `id` (the local server's admin

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ots_client::Client;
 use ots_local_server::serve::listening_endpoint;
-use ots_local_server::{FaultConfig, RunningServer, StartError};
+use ots_local_server::{FaultConfig, RunningServer, ServerConfig, StartError};
 #[cfg(feature = "replication")]
 use ots_replicator::config::{ProcessorConfig, ReplicatorConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -47,19 +47,31 @@ impl LocalServer {
 
     /// Starts a server that injects `faults`, its data in a new temporary directory.
     pub async fn start_with_faults(faults: FaultConfig) -> Self {
+        Self::start_configured(|config| config.faults = faults).await
+    }
+
+    /// Starts a server whose streams count `stream_hour` as an hour, so that records expire
+    /// and are trimmed within seconds.
+    pub async fn start_with_stream_hour(stream_hour: Duration) -> Self {
+        Self::start_configured(|config| config.stream_hour = stream_hour).await
+    }
+
+    async fn start_configured(configure: impl FnOnce(&mut ServerConfig)) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
-        Self::open(DataDir::Temporary(dir), faults)
+        let mut config = server_config(dir.path(), FaultConfig::default());
+        configure(&mut config);
+        Self::open(DataDir::Temporary(dir), config)
             .await
             .expect("local server starts")
     }
 
     /// Starts a server over the data in `dir` (created if missing), e.g. to restart one.
     pub async fn start_in(dir: &Path, faults: FaultConfig) -> Result<Self, StartError> {
-        Self::open(DataDir::Given(dir.to_owned()), faults).await
+        Self::open(DataDir::Given(dir.to_owned()), server_config(dir, faults)).await
     }
 
-    async fn open(data: DataDir, faults: FaultConfig) -> Result<Self, StartError> {
-        let server = ots_local_server::start(server_config(data.path(), faults)).await?;
+    async fn open(data: DataDir, config: ServerConfig) -> Result<Self, StartError> {
+        let server = ots_local_server::start(config).await?;
         Ok(Self { server, data })
     }
 

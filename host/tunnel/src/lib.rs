@@ -9,8 +9,10 @@
 //! skipped.
 
 mod channel;
+pub mod session;
 mod worker;
 
+pub use session::Session;
 pub use worker::{TunnelWorker, WorkerConfig, WorkerError};
 
 use std::future::Future;

@@ -183,7 +183,7 @@ async fn workers_share_channels_and_take_over_from_a_dead_one() {
     let base: Vec<RowChange> = (0..300).map(|i| put(i, 0)).collect();
     write(&client, &base).await;
     client
-        .create_tunnel("src", "t", TunnelType::BaseAndStream)
+        .create_tunnel("src", "t", TunnelType::BaseAndStream, None)
         .await
         .unwrap();
 
@@ -263,7 +263,7 @@ async fn failing_batches_are_retried_not_skipped() {
     source_table(&client, &[]).await;
     write(&client, &(0..50).map(|i| put(i, 1)).collect::<Vec<_>>()).await;
     client
-        .create_tunnel("src", "t", TunnelType::BaseAndStream)
+        .create_tunnel("src", "t", TunnelType::BaseAndStream, None)
         .await
         .unwrap();
     let table = Arc::new(MemoryTable {

@@ -175,9 +175,7 @@ fn row_write(
 /// Runs one single-row write and encodes its answer.
 fn single_write(store: &Store, table: &str, write: RowWrite) -> Result<Vec<u8>, ApiError> {
     let read = u32::from(write.op.expectation.condition.is_some());
-    let effective = store
-        .write_rows(table, vec![write.op], now_ms())?
-        .remove(0)?;
+    let effective = store.write_rows(table, vec![write.op], now_ms)?.remove(0)?;
     Ok(WriteRowResponse {
         consumed: consumed(read as i32, 1),
         row: write.returned.row(&effective),
@@ -525,7 +523,7 @@ fn write_batch_table(
     let mut results = if applied.is_empty() {
         Vec::new()
     } else {
-        state.store.write_rows(table, applied, now_ms())?
+        state.store.write_rows(table, applied, now_ms)?
     }
     .into_iter()
     .zip(returned);

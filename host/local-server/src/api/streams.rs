@@ -169,8 +169,8 @@ pub(crate) fn shard_iterator(
         ));
     }
     let after = match request.timestamp {
-        // The oldest record kept (the log keeps every record).
-        None => 0,
+        // TRIM_HORIZON: the oldest record the stream still keeps.
+        None => store.oldest_log_position(info.name(), partition)?,
         Some(at) => store.log_position_before(info.name(), partition, at)?,
     };
     let iterator = Iterator {

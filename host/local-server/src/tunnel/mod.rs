@@ -20,7 +20,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::error::ApiError;
 use crate::rules::read::ReadSpec;
 use crate::store::{KeyRange, Store};
-use state::{Channel, Source, Tunnel, TunnelKind};
+use state::{Channel, Source, StreamRange, StreamStart, Tunnel, TunnelKind};
 use token::{ChannelToken, Position};
 
 /// tunnel id → JSON [`Tunnel`].
@@ -198,7 +198,14 @@ impl TunnelService {
                 let request: pb::ReadRecordsRequest = decode(api, body)?;
                 let tunnel = self.load(&request.tunnel_id)?;
                 let channel = tunnel.owned(&request.client_id, &request.channel_id)?;
-                read_records(store, &tunnel, channel, &request.token)?.encode_to_vec()
+                read_records(store, &tunnel, channel, &request.token, now)
+                    .map_err(|e| match e.code {
+                        ErrorCode::TrimmedDataAccess => {
+                            tunnel_expired(&tunnel, &request.channel_id)
+                        }
+                        _ => e,
+                    })?
+                    .encode_to_vec()
             }
             _ => {
                 return Err(ApiError::new(
@@ -372,17 +379,19 @@ fn new_tunnel(store: &Store, spec: pb::Tunnel, now: i64) -> Result<Tunnel, ApiEr
     if spec.tunnel_name.is_empty() {
         return Err(ApiError::invalid("The tunnel name is empty."));
     }
-    if let Some(config) = &spec.stream_tunnel_config {
-        let latest = config
-            .flag
-            .is_none_or(|f| f == pb::StartOffsetFlag::Latest as i32);
-        if !latest || config.start_offset.unwrap_or(0) != 0 || config.end_offset.unwrap_or(0) != 0 {
-            return Err(ApiError::new(
-                ErrorCode::UnsupportOperation,
-                "Stream tunnel configurations (start at EARLIEST or at an offset, an end offset) are not supported by the local server.",
+    let range = match &spec.stream_tunnel_config {
+        None => StreamRange::default(),
+        Some(_) if kind == TunnelKind::BaseData => {
+            return Err(ApiError::invalid(
+                "A BaseData tunnel delivers no stream: it takes no stream configuration.",
             ));
         }
-    }
+        Some(config) => {
+            let retention = store.stream_retention(&info).as_millis() as i64;
+            let margin = store.stream_hour().as_millis() as i64 / 12;
+            StreamRange::from_wire(config, now, retention, margin)?
+        }
+    };
     if spec.need_all_time_series_columns == Some(true) {
         return Err(ApiError::new(
             ErrorCode::UnsupportOperation,
@@ -401,6 +410,7 @@ fn new_tunnel(store: &Store, spec: pb::Tunnel, now: i64) -> Result<Tunnel, ApiEr
         name: spec.tunnel_name,
         table: spec.table_name.clone(),
         kind,
+        range,
         created_ms: now,
         channels: BTreeMap::new(),
         clients: BTreeMap::new(),
@@ -432,17 +442,38 @@ fn new_tunnel(store: &Store, spec: pb::Tunnel, now: i64) -> Result<Tunnel, ApiEr
         }
     }
     if kind != TunnelKind::BaseData {
-        // Stream channels start at each open partition's current end: records from creation on.
-        for partition in store
-            .partitions(&spec.table_name)?
-            .into_iter()
-            .filter(|p| !p.closed)
-        {
-            let (_, head) = store.read_log(&spec.table_name, partition.id, u64::MAX, 0)?;
-            tunnel.add_partition(partition.id, Vec::new(), stream_start(head));
-        }
+        add_stream_channels(store, &mut tunnel)?;
     }
     Ok(tunnel)
+}
+
+/// Adds a new tunnel's stream channels. From LATEST they start at each open partition's
+/// current end; from EARLIEST or an offset every partition takes part, closed ones too (they
+/// hold changes since the start), children after their parents.
+fn add_stream_channels(store: &Store, tunnel: &mut Tunnel) -> Result<(), ApiError> {
+    let table = tunnel.table.clone();
+    for partition in store.partitions(&table)? {
+        let (after, parents) = match tunnel.range.start {
+            StreamStart::Latest if partition.closed => continue,
+            StreamStart::Latest => (
+                store.read_log(&table, partition.id, u64::MAX, 0)?.1,
+                Vec::new(),
+            ),
+            StreamStart::Earliest => (
+                store.oldest_log_position(&table, partition.id)?,
+                partition.parents,
+            ),
+            StreamStart::At(ns) => {
+                let at_us = ns.div_ceil(1000).min(i64::MAX as u64) as i64;
+                (
+                    store.log_position_before(&table, partition.id, at_us)?,
+                    partition.parents,
+                )
+            }
+        };
+        tunnel.add_partition(partition.id, parents, stream_start(after));
+    }
+    Ok(())
 }
 
 /// The checkpoint of a stream channel that starts after log position `after`.
@@ -491,10 +522,11 @@ impl TunnelService {
             instance_name: self.instance_name.clone(),
             stream_id,
             stage: tunnel.stage().as_str().to_owned(),
-            expired: Some(false),
+            expired: Some(expired(store, tunnel)?),
             tunnel_name: Some(tunnel.name.clone()),
             public: Some(false),
-            stream_tunnel_config: None,
+            stream_tunnel_config: (tunnel.kind != TunnelKind::BaseData)
+                .then(|| tunnel.range.wire()),
             create_time: Some(tunnel.created_ms.saturating_mul(NANOS_PER_MILLI)),
         })
     }
@@ -578,11 +610,9 @@ fn consume_point(
     now: i64,
 ) -> Result<i64, ApiError> {
     let millis = match &channel.source {
+        Source::Stream { .. } if trimmed(store, tunnel, channel)? => 0,
         Source::Stream { partition, .. } if !channel.finished() => {
-            let after = match ChannelToken::decode(&channel.checkpoint)?.position {
-                Position::Stream { after } => after,
-                Position::Base { .. } => 0,
-            };
+            let after = stream_position(channel)?;
             let (next, head) = store.read_log(&tunnel.table, *partition, after, 1)?;
             match next.first() {
                 Some(record) if after < head => record.timestamp_us / 1000 - 1,
@@ -594,6 +624,48 @@ fn consume_point(
         Source::Base { .. } => 0,
     };
     Ok(millis.saturating_mul(NANOS_PER_MILLI))
+}
+
+/// Where an unfinished stream channel's checkpoint stands in its partition's log.
+fn stream_position(channel: &Channel) -> Result<u64, ApiError> {
+    Ok(match ChannelToken::decode(&channel.checkpoint)?.position {
+        Position::Stream { after } => after,
+        Position::Base { .. } => 0,
+    })
+}
+
+/// Whether an unfinished stream channel's next records were trimmed from the stream before it
+/// read them: the channel can never be consumed.
+fn trimmed(store: &Store, tunnel: &Tunnel, channel: &Channel) -> Result<bool, ApiError> {
+    match &channel.source {
+        Source::Stream { partition, .. } if !channel.finished() => {
+            Ok(stream_position(channel)? < store.oldest_log_position(&tunnel.table, *partition)?)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Whether the tunnel expired: one of its stream channels fell behind its stream's
+/// expiration, so records it has not delivered were trimmed.
+fn expired(store: &Store, tunnel: &Tunnel) -> Result<bool, ApiError> {
+    for channel in tunnel.channels.values() {
+        if trimmed(store, tunnel, channel)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The error of reading from a position whose records were trimmed: the service's
+/// `OTSTunnelExpired`, on which the Go tunnel worker stops for good (`tunnel/error.go`).
+fn tunnel_expired(tunnel: &Tunnel, channel_id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::TunnelExpired,
+        format!(
+            "Tunnel {} expired: records of channel {channel_id} were trimmed from the stream of table {} before they were read.",
+            tunnel.id, tunnel.table
+        ),
+    )
 }
 
 /// The tunnel's consume point (ns): its slowest unfinished stream channel, now when all are
@@ -611,11 +683,15 @@ fn tunnel_consume_point(store: &Store, tunnel: &Tunnel, now: i64) -> Result<i64,
     Ok(slowest)
 }
 
+/// ReadRecords: the next records of a channel after `token`. A stream channel finishes once
+/// its partition is closed and drained, or once it reaches the tunnel's end offset (a record
+/// at or after it, or the end passed on the clock with the log drained).
 fn read_records(
     store: &Store,
     tunnel: &Tunnel,
     channel: &Channel,
     token: &str,
+    now: i64,
 ) -> Result<pb::ReadRecordsResponse, ApiError> {
     let finished = || pb::ReadRecordsResponse {
         records: Vec::new(),
@@ -638,13 +714,23 @@ fn read_records(
     };
     match (&channel.source, position) {
         (Source::Stream { partition, .. }, Position::Stream { after }) => {
-            let (logged, head) =
+            let (mut logged, head) =
                 store.read_log(&tunnel.table, *partition, after, MAX_RECORDS_PER_READ)?;
             let closed = store
                 .partitions(&tunnel.table)?
                 .iter()
                 .any(|p| p.id == *partition && p.closed);
-            if logged.is_empty() && closed && after >= head {
+            let read = logged.len();
+            let before_end = logged
+                .iter()
+                .take_while(|r| tunnel.range.before_end(r.timestamp_us))
+                .count();
+            logged.truncate(before_end);
+            // As for a base-data shard, the records before the end come with a token after
+            // them (so the checkpoint counts them) and reading on from there finishes.
+            let past_end = before_end < read;
+            let drained = read == 0 && after >= head;
+            if logged.is_empty() && (past_end || (drained && (closed || tunnel.range.ended(now)))) {
                 return Ok(finished());
             }
             let next_token = match logged.last() {
@@ -652,7 +738,7 @@ fn read_records(
                 None => token.to_owned(),
             };
             Ok(pb::ReadRecordsResponse {
-                may_more_record: Some(logged.len() == MAX_RECORDS_PER_READ),
+                may_more_record: Some(read == MAX_RECORDS_PER_READ),
                 records: logged.into_iter().map(|r| r.record).collect(),
                 next_token,
             })

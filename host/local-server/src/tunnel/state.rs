@@ -38,6 +38,128 @@ impl TunnelKind {
     }
 }
 
+/// Where a tunnel's stream channels start reading a partition's log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamStart {
+    /// At the log's end when the tunnel is created: changes from then on (the default).
+    #[default]
+    Latest,
+    /// At the oldest record the stream still keeps.
+    Earliest,
+    /// At the first record committed at or after this instant, in nanoseconds.
+    At(u64),
+}
+
+/// The part of the table's change log a tunnel's stream channels deliver: CreateTunnel's
+/// stream configuration, validated. Offsets are nanoseconds since the epoch, as the SDKs send
+/// them (Java multiplies its milliseconds by 10⁶ in `TunnelProtocolBuilder`, Go passes
+/// `UnixNano` values through in `tunnel/util.go`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamRange {
+    /// Where the channels start.
+    pub start: StreamStart,
+    /// Records committed at or after this instant (ns) are not delivered; a channel
+    /// terminates once its log reaches it.
+    pub end: Option<u64>,
+}
+
+/// How long after a channel's end offset the server waits for commits stamped before it
+/// before it terminates a channel whose log has not reached the end: a commit takes its time
+/// when it begins, so one in flight can still land just before the end.
+pub const END_SETTLE_MS: i64 = 1000;
+
+const NANOS_PER_MS: u64 = 1_000_000;
+
+fn ns_to_text(ns: u64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns.min(i64::MAX as u64) as i64)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl StreamRange {
+    /// Validates a CreateTunnel stream configuration at `now_ms` against a stream that keeps
+    /// `retention_ms` of records. The first start offset accepted lies `margin_ms` after the
+    /// oldest instant the stream keeps (five minutes on the service: the Java SDK's
+    /// `StreamTunnelConfig` gives the valid range as "[CurrentSystemTime - StreamExpiration +
+    /// 5 minute, CurrentSystemTime)").
+    pub fn from_wire(
+        config: &pb::StreamTunnelConfig,
+        now_ms: i64,
+        retention_ms: i64,
+        margin_ms: i64,
+    ) -> Result<Self, ApiError> {
+        let flag = match config.flag {
+            None => pb::StartOffsetFlag::Latest,
+            Some(flag) => pb::StartOffsetFlag::try_from(flag).map_err(|_| {
+                ApiError::invalid(format!("Invalid stream start offset flag: {flag}."))
+            })?,
+        };
+        let now_ns = now_ms.max(0) as u64 * NANOS_PER_MS;
+        let start = match (config.start_offset.filter(|&s| s != 0), flag) {
+            (Some(_), pb::StartOffsetFlag::Earliest) => {
+                return Err(ApiError::invalid(
+                    "A stream configuration gives a start offset or the EARLIEST flag, not both.",
+                ));
+            }
+            (Some(offset), _) => {
+                let oldest = (now_ms - retention_ms + margin_ms).max(0) as u64 * NANOS_PER_MS;
+                if offset < oldest || offset >= now_ns {
+                    return Err(ApiError::invalid(format!(
+                        "The start offset {offset} ns ({}) is outside the valid range [{oldest}, {now_ns}) ns ([{}, {})): from the stream's expiration less 5 minutes ago to now.",
+                        ns_to_text(offset),
+                        ns_to_text(oldest),
+                        ns_to_text(now_ns),
+                    )));
+                }
+                StreamStart::At(offset)
+            }
+            (None, pb::StartOffsetFlag::Earliest) => StreamStart::Earliest,
+            (None, pb::StartOffsetFlag::Latest) => StreamStart::Latest,
+        };
+        let end = config.end_offset.filter(|&e| e != 0);
+        if let Some(end) = end {
+            let after = match start {
+                StreamStart::At(offset) => offset,
+                StreamStart::Latest => now_ns,
+                StreamStart::Earliest => 0,
+            };
+            if end <= after {
+                return Err(ApiError::invalid(format!(
+                    "The end offset {end} ns ({}) is not after the start {after} ns ({}).",
+                    ns_to_text(end),
+                    ns_to_text(after),
+                )));
+            }
+        }
+        Ok(Self { start, end })
+    }
+
+    /// The configuration as DescribeTunnel and ListTunnel echo it.
+    pub fn wire(&self) -> pb::StreamTunnelConfig {
+        let (flag, start_offset) = match self.start {
+            StreamStart::Latest => (Some(pb::StartOffsetFlag::Latest as i32), None),
+            StreamStart::Earliest => (Some(pb::StartOffsetFlag::Earliest as i32), None),
+            StreamStart::At(offset) => (None, Some(offset)),
+        };
+        pb::StreamTunnelConfig {
+            flag,
+            start_offset,
+            end_offset: self.end,
+        }
+    }
+
+    /// Whether a record committed at `timestamp_us` lies before the end offset.
+    pub fn before_end(&self, timestamp_us: i64) -> bool {
+        self.end
+            .is_none_or(|end| (timestamp_us.max(0) as u64).saturating_mul(1000) < end)
+    }
+
+    /// Whether, at `now_ms`, no more records before the end offset can be committed.
+    pub fn ended(&self, now_ms: i64) -> bool {
+        self.end
+            .is_some_and(|end| (now_ms - END_SETTLE_MS).max(0) as u64 * NANOS_PER_MS >= end)
+    }
+}
+
 /// Where a channel's records come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Source {
@@ -146,6 +268,10 @@ pub struct Tunnel {
     pub table: String,
     /// What it delivers.
     pub kind: TunnelKind,
+    /// The part of the change log its stream channels deliver (tunnels stored before
+    /// stream configurations existed start at creation and never end).
+    #[serde(default)]
+    pub range: StreamRange,
     /// Creation time, ms.
     pub created_ms: i64,
     /// Channels by id.
@@ -445,6 +571,7 @@ mod tests {
             name: "n".into(),
             table: "src".into(),
             kind,
+            range: StreamRange::default(),
             created_ms: 0,
             channels: BTreeMap::new(),
             clients: BTreeMap::new(),
@@ -679,6 +806,74 @@ mod tests {
         assert!(
             t.schedule(&[channel("nope", pb::ChannelStatus::Open)])
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn stream_ranges_are_validated_as_the_service_does() {
+        let now_ms = 1_000_000_000;
+        let hour_ms = 3_600_000;
+        let config =
+            |flag: Option<pb::StartOffsetFlag>, start_ms: Option<i64>, end_ms: Option<i64>| {
+                pb::StreamTunnelConfig {
+                    flag: flag.map(|f| f as i32),
+                    start_offset: start_ms.map(|ms| ms as u64 * 1_000_000),
+                    end_offset: end_ms.map(|ms| ms as u64 * 1_000_000),
+                }
+            };
+        let check =
+            |c: pb::StreamTunnelConfig| StreamRange::from_wire(&c, now_ms, 24 * hour_ms, 300_000);
+        assert_eq!(
+            check(config(Some(pb::StartOffsetFlag::Earliest), None, None))
+                .unwrap()
+                .start,
+            StreamStart::Earliest
+        );
+        assert_eq!(
+            check(config(None, None, None)).unwrap(),
+            StreamRange::default()
+        );
+        let window = check(config(None, Some(now_ms - hour_ms), Some(now_ms - 1000))).unwrap();
+        assert_eq!(
+            window.start,
+            StreamStart::At((now_ms - hour_ms) as u64 * 1_000_000)
+        );
+        // A record at the end offset is past it; one a microsecond before is not.
+        assert!(window.before_end((now_ms - 1000) * 1000 - 1));
+        assert!(!window.before_end((now_ms - 1000) * 1000));
+        assert!(!window.ended(now_ms - 1000), "the end settles for a second");
+        assert!(window.ended(now_ms));
+
+        for (bad, why) in [
+            (config(None, Some(now_ms), None), "now is not in the past"),
+            (
+                config(None, Some(now_ms - 24 * hour_ms), None),
+                "older than expiration less 5 minutes",
+            ),
+            (
+                config(None, Some(now_ms - hour_ms), Some(now_ms - hour_ms)),
+                "end not after start",
+            ),
+            (
+                config(None, None, Some(now_ms - 1)),
+                "an end before a LATEST start",
+            ),
+            (
+                config(
+                    Some(pb::StartOffsetFlag::Earliest),
+                    Some(now_ms - hour_ms),
+                    None,
+                ),
+                "both a flag and an offset",
+            ),
+        ] {
+            let error = check(bad).unwrap_err();
+            assert_eq!(error.code, ErrorCode::ParameterInvalid, "{why}");
+        }
+        assert!(check(config(None, Some(now_ms - 24 * hour_ms + 300_000), None)).is_ok());
+        assert_eq!(
+            check(config(None, None, Some(now_ms + 1))).unwrap().wire(),
+            config(Some(pb::StartOffsetFlag::Latest), None, Some(now_ms + 1))
         );
     }
 

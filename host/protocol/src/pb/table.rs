@@ -118,6 +118,22 @@ pub struct TableMeta {
     pub index_meta: Vec<Vec<u8>>,
 }
 
+impl TableMeta {
+    /// The key with every column at `value` (`InfMin` or `InfMax`): a bound of a range over
+    /// the whole table.
+    pub fn bound(&self, value: crate::model::PrimaryKeyValue) -> crate::model::PrimaryKey {
+        crate::model::PrimaryKey(
+            self.primary_key
+                .iter()
+                .map(|k| crate::model::PrimaryKeyColumn {
+                    name: k.name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        )
+    }
+}
+
 /// What a conditional write expects about the row's existence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
 #[repr(i32)]

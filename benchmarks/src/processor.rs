@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ots_protocol::model::RowChange;
 use ots_protocol::record::TunnelRecord;
-use ots_replicator::processor::{Processor, ProcessorError};
+use ots_replicator::processor::{Changes, Processor, ProcessorError, StageReport};
 
 /// Every record becomes the row change it carries, with no sandbox: the baseline the `replicate`
 /// guest is compared with.
@@ -18,8 +17,8 @@ impl Processor for NativePassthrough {
         "native passthrough"
     }
 
-    fn process(&self, records: &[TunnelRecord]) -> Result<Vec<RowChange>, ProcessorError> {
-        Ok(records.iter().map(|r| r.change.clone()).collect())
+    fn process(&self, records: &[TunnelRecord]) -> Result<Changes, ProcessorError> {
+        Ok(Changes::of_records(records))
     }
 }
 
@@ -59,7 +58,7 @@ impl Processor for Timed {
         self.inner.name()
     }
 
-    fn process(&self, records: &[TunnelRecord]) -> Result<Vec<RowChange>, ProcessorError> {
+    fn process(&self, records: &[TunnelRecord]) -> Result<Changes, ProcessorError> {
         if let Some(observe) = &self.observer {
             observe(records);
         }
@@ -69,5 +68,13 @@ impl Processor for Timed {
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.calls.fetch_add(1, Ordering::Relaxed);
         result
+    }
+
+    fn target_table(&self) -> Option<&str> {
+        self.inner.target_table()
+    }
+
+    fn stages(&self) -> Vec<StageReport> {
+        self.inner.stages()
     }
 }

@@ -20,8 +20,7 @@ pub async fn run_replication(
     metrics: std::sync::Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<RunSummary> {
-    let processor = processor::load(&config.processor, &config.source.table_name)
-        .with_context(|| format!("loading the processor {}", config.processor.source))?;
+    let processor = processor::load_chain(&config.processors, &config.source.table_name)?;
     pipeline::replicate(config, processor, metrics, shutdown)
         .await
         .with_context(|| format!("replicating {}", config.source.table_name))

@@ -249,3 +249,101 @@ async fn a_trapping_guest_stops_the_run_and_a_working_guest_then_completes_the_c
     replication.await.unwrap().unwrap();
     assert_matches(&compare(&client, "dst", &Some).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chain_of_three_guests_composes_their_changes_and_counts_each_stage() {
+    let server = LocalServer::start().await;
+    let client = source_with_rows(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dead_letter = dir.path().join("dead.jsonl");
+    let half = ROWS / 2;
+    let mut config = server.config(
+        SOURCE,
+        "chain_tunnel",
+        "configured",
+        guest("replicate", serde_json::json!({})),
+    );
+    config.processors = vec![
+        guest(
+            "filter",
+            serde_json::json!({
+                "where": [{"column": "id", "less_than": half}],
+                "exclude_columns": ["blob"],
+            }),
+        ),
+        guest(
+            "rename",
+            serde_json::json!({"columns": {"name": "title"}, "table": "chained"}),
+        ),
+        misbehave(
+            serde_json::json!({"mode": "skip", "key": 7}),
+            dead_letter.clone(),
+        ),
+    ];
+    let end = chrono::Utc::now() + chrono::Duration::seconds(6);
+    config.end_time = Some(end);
+    let processor = ots_replicator::processor::load_chain(&config.processors, SOURCE).unwrap();
+    assert_eq!(processor.name(), "filter → rename → misbehave.wasm");
+    let replication = tokio::spawn({
+        let processor = processor.clone();
+        async move {
+            ots_replicator::pipeline::replicate(
+                &config,
+                processor,
+                Arc::new(Metrics::default()),
+                std::future::pending(),
+            )
+            .await
+        }
+    });
+    write_load_until(&client, end).await;
+    assert_eq!(
+        replication.await.unwrap().unwrap().reason,
+        StopReason::EndTime
+    );
+
+    let report = compare(&client, "chained", &move |mut row: Row| {
+        let id = the_id(&row)?;
+        row.cells.retain(|c| c.name != "blob");
+        for cell in &mut row.cells {
+            if cell.name == "name" {
+                cell.name = "title".into();
+            }
+        }
+        (id < half && id != 7).then_some(row)
+    })
+    .await;
+    assert_matches(&report);
+    assert!(report.destination_rows() > 0);
+
+    let stages = processor.stages();
+    let names: Vec<(usize, &str)> = stages.iter().map(|s| (s.stage, s.name.as_str())).collect();
+    assert_eq!(names, [(0, "filter"), (1, "rename"), (2, "misbehave.wasm")]);
+    let (filter, rename, last) = (&stages[0].stats, &stages[1].stats, &stages[2].stats);
+    assert!(
+        filter.records_out < filter.records_in,
+        "the filter dropped rows: {filter:?}"
+    );
+    assert_eq!(
+        rename.records_in, filter.records_out,
+        "the rename stage read what the filter kept"
+    );
+    assert_eq!(last.records_in, rename.records_out);
+    let skipped_lines = std::fs::read_to_string(&dead_letter)
+        .expect("the last stage set row 7 aside")
+        .lines()
+        .count() as u64;
+    assert!(skipped_lines >= 1);
+    assert_eq!(
+        last.skipped, skipped_lines,
+        "every skip is counted: {last:?}"
+    );
+    assert_eq!(last.records_out, last.records_in - last.skipped);
+    assert!(
+        stages
+            .iter()
+            .all(|s| s.stats.failures.is_empty() && s.stats.calls > 0)
+    );
+    let tables = client.list_table().await.unwrap();
+    assert!(!tables.iter().any(|t| t == "configured"), "{tables:?}");
+}

@@ -32,7 +32,7 @@ async fn source_without_stream(server: &LocalServer) -> ots_client::Client {
 
 /// One run of the pipeline with the config's processor, to its first error.
 async fn replicate_until_error(config: &ots_replicator::config::ReplicatorConfig) -> PipelineError {
-    let processor = ots_replicator::processor::load(&config.processor, SOURCE).unwrap();
+    let processor = ots_replicator::processor::load_chain(&config.processors, SOURCE).unwrap();
     ots_replicator::pipeline::replicate(
         config,
         processor,

@@ -1,9 +1,10 @@
 //! `otsrep`: replicate Tablestore tables through the Tunnel Service, with sandboxed
 //! WebAssembly processors. A thin binary over the libraries: `replicate`, `serve`, `status`,
-//! `verify`, `backup`, `restore` and `demo`.
+//! `verify`, `backup`, `restore`, `processor` (the guest dev kit) and `demo`.
 
 mod backup;
 mod demo;
+mod processor;
 mod progress;
 mod status;
 
@@ -19,7 +20,7 @@ use ots_protocol::pb::tunnel::TunnelType;
 use ots_replicator::config::ReplicatorConfig;
 use ots_replicator::metrics::Metrics;
 use ots_replicator::pipeline::{self, RunSummary};
-use ots_replicator::processor;
+use ots_replicator::processor::load_chain;
 use ots_replicator::verify::{VerifyOptions, verify};
 use tracing_subscriber::EnvFilter;
 
@@ -61,6 +62,9 @@ enum Command {
     Backup(backup::BackupCommand),
     /// Create a table equal to the backed-up source as it was at an instant.
     Restore(backup::RestoreArgs),
+    /// The guest dev kit: run a guest over records and check what it produces.
+    #[command(subcommand)]
+    Processor(processor::ProcessorCommand),
     /// Run a self-contained demonstration on a local server (no options needed).
     Demo(demo::DemoArgs),
 }
@@ -138,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify_command(args).await,
         Command::Backup(command) => backup::backup(command).await,
         Command::Restore(args) => backup::restore_command(args).await,
+        Command::Processor(command) => processor::processor(command).await,
         Command::Demo(args) => demo::run(args).await,
     }
 }
@@ -150,7 +155,9 @@ fn load_config(args: &ConfigArgs) -> anyhow::Result<ReplicatorConfig> {
 async fn replicate(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
     let mut config = load_config(&args.config)?;
     if let Some(dir) = args.guest_dir {
-        config.processor.guest_dir = Some(dir);
+        for processor in &mut config.processors {
+            processor.guest_dir = Some(dir.clone());
+        }
     }
     if let Some(listen) = args.metrics_listen {
         config.metrics_listen = Some(listen);
@@ -188,8 +195,7 @@ async fn run_replication(
     shutdown: impl std::future::Future<Output = ()> + Send,
     expected_rows: Option<u64>,
 ) -> anyhow::Result<RunSummary> {
-    let processor = processor::load(&config.processor, &config.source.table_name)
-        .with_context(|| format!("loading the processor {}", config.processor.source))?;
+    let processor = load_chain(&config.processors, &config.source.table_name)?;
     let destination = pipeline::destination_table(config, &*processor).to_owned();
     let progress = progress::Progress::start(destination.clone(), metrics.clone(), expected_rows);
     let result = pipeline::replicate(config, processor, metrics, shutdown).await;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ots_backup::BackupStore;
 use ots_testkit::workload::{self, WriteLoad};
-use ots_testkit::{ACCESS_KEY_ID, ACCESS_KEY_SECRET, INSTANCE, LocalServer, table_contents};
+use ots_testkit::{LocalServer, table_contents};
 use tokio::process::Command;
 
 const SOURCE: &str = "src";
@@ -34,27 +34,8 @@ fn otsrep() -> Command {
 /// move after 2 s.
 fn write_config(dir: &Path, url: &str) -> PathBuf {
     let path = dir.join("backup.toml");
-    let text = format!(
-        r#"
-[ots-reader]
-endpoint = "{url}"
-instanceName = "{INSTANCE}"
-tableName = "{SOURCE}"
-accessId = "{ACCESS_KEY_ID}"
-accessKey = "{ACCESS_KEY_SECRET}"
-tunnelName = "unused"
-
-[ots-writer]
-endpoint = "{url}"
-instanceName = "{INSTANCE}"
-tableName = "unused"
-accessId = "{ACCESS_KEY_ID}"
-accessKey = "{ACCESS_KEY_SECRET}"
-
-[replicator]
-heartbeatTimeoutSecs = 2
-"#
-    );
+    let text = ots_testkit::config_toml(url, SOURCE, "unused", "unused")
+        + "\n[replicator]\nheartbeatTimeoutSecs = 2\n";
     std::fs::write(&path, text).unwrap();
     path
 }

@@ -7,10 +7,8 @@ use std::time::{Duration, Instant};
 
 use ots_client::rows::{RangeQuery, ReadOptions};
 use ots_protocol::model::{PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue};
+use ots_testkit::LocalServer;
 use ots_testkit::workload::{self, WriteLoad};
-use ots_testkit::{
-    ACCESS_KEY_ID as ACCESS_ID, ACCESS_KEY_SECRET as ACCESS_KEY, INSTANCE, LocalServer,
-};
 
 fn otsrep() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_otsrep"));
@@ -115,33 +113,14 @@ async fn count_rows(client: &ots_client::Client, table: &str) -> usize {
 }
 
 fn toml_config(url: &str, end_time: Option<&str>) -> String {
-    format!(
-        r#"
-[ots-reader]
-endpoint = "{url}"
-instanceName = "{INSTANCE}"
-tableName = "src"
-accessId = "{ACCESS_ID}"
-accessKey = "{ACCESS_KEY}"
-tunnelName = "t1"
-{end}
-
-[ots-writer]
-endpoint = "{url}"
-instanceName = "{INSTANCE}"
-tableName = "dst"
-accessId = "{ACCESS_ID}"
-accessKey = "{ACCESS_KEY}"
-batchWriteCount = 50
-
-[replicator]
-monitorIntervalSecs = 1
-heartbeatTimeoutSecs = 3
-"#,
-        end = end_time
-            .map(|t| format!("endTime = \"{t}\""))
-            .unwrap_or_default()
-    )
+    let mut text = ots_testkit::config_toml(url, "src", "t1", "dst");
+    if let Some(end) = end_time {
+        text = text.replace(
+            "tunnelName = \"t1\"",
+            &format!("tunnelName = \"t1\"\nendTime = \"{end}\""),
+        );
+    }
+    text + "batchWriteCount = 50\n\n[replicator]\nmonitorIntervalSecs = 1\nheartbeatTimeoutSecs = 3\n"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -108,8 +108,8 @@ impl BatchApplier {
                 }
             })?;
             self.metrics
-                .records_dropped(records.len().saturating_sub(changes.len()));
-            self.writer.write(&changes).await?;
+                .records_dropped(records.len().saturating_sub(changes.rows.len()));
+            self.writer.write(&changes.rows).await?;
             let base = records.iter().filter(|r| r.sequence_info.is_none()).count();
             self.metrics.base_rows_written(base);
             self.metrics.stream_records_applied(records.len() - base);

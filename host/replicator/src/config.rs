@@ -100,11 +100,16 @@ pub enum ProcessorSource {
     File(PathBuf),
 }
 
-impl std::fmt::Display for ProcessorSource {
+impl std::fmt::Display for ProcessorConfig {
+    /// The key that chose the guest, as the config spells it: `processor.name = "filter"`, or
+    /// `processors[1].file = "mask.wasm"` in a chain.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Builtin(name) => write!(f, "`processor.name` = {name:?}"),
-            Self::File(path) => write!(f, "`processor.file` = {:?}", path.display().to_string()),
+        let section = &self.section;
+        match &self.source {
+            ProcessorSource::Builtin(name) => write!(f, "`{section}.name` = {name:?}"),
+            ProcessorSource::File(path) => {
+                write!(f, "`{section}.file` = {:?}", path.display().to_string())
+            }
         }
     }
 }
@@ -142,9 +147,12 @@ const LEGACY_PROCESSOR_KEYS: &[(&str, &str)] = &[
 /// The names of the guests shipped with the tool.
 pub const BUILTIN_PROCESSORS: [&str; 3] = ["replicate", "filter", "rename"];
 
-/// The processor section: which guest and the options passed to its init.
+/// A processor section: which guest and the options passed to its init. A replication runs
+/// one (`[processor]`) or a chain of them in order (`[[processors]]`, a JSON array).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessorConfig {
+    /// Where in the config this processor is set: `processor`, or `processors[i]` in a chain.
+    pub section: String,
     /// The guest to run.
     pub source: ProcessorSource,
     /// Options handed to the guest's init as a JSON object.
@@ -170,6 +178,7 @@ pub const DEFAULT_DEAD_LETTER: &str = "otsrep-dead-letter.jsonl";
 impl Default for ProcessorConfig {
     fn default() -> Self {
         Self {
+            section: "processor".into(),
             source: ProcessorSource::Builtin("replicate".into()),
             options: Value::Object(Map::new()),
             guest_dir: None,
@@ -225,8 +234,10 @@ pub struct ReplicatorConfig {
     pub destination: TableEndpoint,
     /// Rows per BatchWriteRow request.
     pub batch_write_count: usize,
-    /// The guest processor.
-    pub processor: ProcessorConfig,
+    /// The processors each record goes through, in order (never empty): one from
+    /// `[processor]` (the built-in `replicate` when there is none), or the `[[processors]]`
+    /// chain.
+    pub processors: Vec<ProcessorConfig>,
     /// Address of the Prometheus metrics endpoint, if any.
     pub metrics_listen: Option<SocketAddr>,
     /// Pipeline tuning.
@@ -296,6 +307,7 @@ impl ReplicatorConfig {
             "ots-reader",
             "ots-writer",
             "processor",
+            "processors",
             "metrics",
             "replicator",
         ])?;
@@ -352,15 +364,7 @@ impl ReplicatorConfig {
             }
         };
 
-        let processor = match root.optional_section("processor")? {
-            None => ProcessorConfig::default(),
-            Some(mut section) => {
-                let legacy = LEGACY_PROCESSOR_KEYS.iter().map(|(old, _)| *old);
-                let known: Vec<&str> = PROCESSOR_KEYS.iter().copied().chain(legacy).collect();
-                section.allow(&known)?;
-                processor_config(&mut section)?
-            }
-        };
+        let processors = processors(&mut root)?;
 
         let metrics_listen = match root.optional_section("metrics")? {
             None => None,
@@ -406,7 +410,7 @@ impl ReplicatorConfig {
             end_time,
             destination,
             batch_write_count,
-            processor,
+            processors,
             metrics_listen,
             tuning,
         })
@@ -433,7 +437,41 @@ fn table_endpoint(section: &mut Section) -> Result<TableEndpoint, ConfigError> {
     })
 }
 
-fn processor_config(section: &mut Section) -> Result<ProcessorConfig, ConfigError> {
+/// The `[processor]` section, or the `[[processors]]` chain; not both.
+fn processors(root: &mut Section) -> Result<Vec<ProcessorConfig>, ConfigError> {
+    let one = root.optional_section("processor")?;
+    let chain = root.take("processors");
+    match (one, chain) {
+        (Some(_), Some(_)) => Err(key_error(
+            "processors",
+            "set either `processor` (one guest) or `processors` (a chain), not both",
+        )),
+        (None, None) => Ok(vec![ProcessorConfig::default()]),
+        (Some(section), None) => Ok(vec![processor_config(section)?]),
+        (None, Some(Value::Array(list))) if list.is_empty() => Err(key_error(
+            "processors",
+            "must list at least one processor (or leave it out for `replicate`)",
+        )),
+        (None, Some(Value::Array(list))) => list
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| processor_config(Section::new(&format!("processors[{i}]"), value)?))
+            .collect(),
+        (None, Some(other)) => Err(key_error(
+            "processors",
+            format!(
+                "must be an array of processor tables ([[processors]] in TOML), got {}",
+                kind(&other)
+            ),
+        )),
+    }
+}
+
+fn processor_config(mut section: Section) -> Result<ProcessorConfig, ConfigError> {
+    let legacy = LEGACY_PROCESSOR_KEYS.iter().map(|(old, _)| *old);
+    let known: Vec<&str> = PROCESSOR_KEYS.iter().copied().chain(legacy).collect();
+    section.allow(&known)?;
+    let section = &mut section;
     let name = section.optional_string("name")?;
     let file = section.optional_string("file")?;
     let source = match (name, file) {
@@ -497,6 +535,7 @@ fn processor_config(section: &mut Section) -> Result<ProcessorConfig, ConfigErro
         .optional_string(dead_letter_key)?
         .map_or_else(|| PathBuf::from(DEFAULT_DEAD_LETTER), PathBuf::from);
     Ok(ProcessorConfig {
+        section: section.path.clone(),
         source,
         options,
         guest_dir,
@@ -815,7 +854,7 @@ mod tests {
         assert_eq!(config.destination.table_name, "dst");
         assert_eq!(config.destination.credentials.access_key_id, "id2");
         assert_eq!(config.batch_write_count, 100);
-        assert_eq!(config.processor, ProcessorConfig::default());
+        assert_eq!(config.processors[0], ProcessorConfig::default());
         assert_eq!(config.metrics_listen, None);
     }
 
@@ -1020,15 +1059,15 @@ mod tests {
             Some(Utc.with_ymd_and_hms(2026, 11, 24, 20, 0, 0).unwrap())
         );
         assert_eq!(
-            config.processor.source,
+            config.processors[0].source,
             ProcessorSource::Builtin("rename".into())
         );
         assert_eq!(
-            config.processor.options,
+            config.processors[0].options,
             serde_json::json!({"columns": {"old": "new"}})
         );
         assert_eq!(
-            config.processor.guest_dir,
+            config.processors[0].guest_dir,
             Some(PathBuf::from("/opt/guests"))
         );
         assert_eq!(
@@ -1038,16 +1077,19 @@ mod tests {
         assert_eq!(config.tuning.monitor_interval, Duration::from_secs(1));
         assert_eq!(config.tuning.client_tag.as_deref(), Some("w1"));
 
-        assert_eq!(config.processor.call_timeout, DEFAULT_CALL_TIMEOUT);
+        assert_eq!(config.processors[0].call_timeout, DEFAULT_CALL_TIMEOUT);
         let limited = text.replace(
             "guest_dir = \"/opt/guests\"",
             "guest_dir = \"/opt/guests\"\ncall_timeout_ms = 250\nmemory_limit_mb = 16\ndead_letter = \"/var/dl.jsonl\"",
         );
         let limited = ReplicatorConfig::parse(&limited, Format::Toml, no_env).unwrap();
-        assert_eq!(limited.processor.call_timeout, Duration::from_millis(250));
-        assert_eq!(limited.processor.memory_limit, 16 << 20);
         assert_eq!(
-            limited.processor.dead_letter,
+            limited.processors[0].call_timeout,
+            Duration::from_millis(250)
+        );
+        assert_eq!(limited.processors[0].memory_limit, 16 << 20);
+        assert_eq!(
+            limited.processors[0].dead_letter,
             PathBuf::from("/var/dl.jsonl")
         );
         let camel = text.replace(
@@ -1055,10 +1097,13 @@ mod tests {
             "guestDir = \"/opt/g\"\ncallTimeoutMs = 300\nmemoryLimitMb = 8\ndeadLetter = \"/var/x.jsonl\"",
         );
         let camel = ReplicatorConfig::parse(&camel, Format::Toml, no_env).unwrap();
-        assert_eq!(camel.processor.guest_dir, Some(PathBuf::from("/opt/g")));
-        assert_eq!(camel.processor.call_timeout, Duration::from_millis(300));
-        assert_eq!(camel.processor.memory_limit, 8 << 20);
-        assert_eq!(camel.processor.dead_letter, PathBuf::from("/var/x.jsonl"));
+        assert_eq!(camel.processors[0].guest_dir, Some(PathBuf::from("/opt/g")));
+        assert_eq!(camel.processors[0].call_timeout, Duration::from_millis(300));
+        assert_eq!(camel.processors[0].memory_limit, 8 << 20);
+        assert_eq!(
+            camel.processors[0].dead_letter,
+            PathBuf::from("/var/x.jsonl")
+        );
         let both = text.replace(
             "guest_dir = \"/opt/guests\"",
             "guest_dir = \"/a\"\nguestDir = \"/b\"",
@@ -1078,6 +1123,103 @@ mod tests {
         let bad_listen = text.replace("127.0.0.1:9898", "localhost");
         assert!(error(&bad_listen, Format::Toml).starts_with("config key `metrics.listen`"));
         assert!(error("[x", Format::Toml).starts_with("config is not valid TOML"));
+    }
+
+    #[test]
+    fn a_chain_of_processors_runs_in_the_order_listed() {
+        let head = GUIDE_JSON.trim_end().trim_end_matches('}');
+        let chain = format!(
+            r#"{head}, "processors": [
+                {{"name": "filter", "options": {{"exclude_columns": ["secret"]}}, "callTimeoutMs": 50}},
+                {{"file": "mask.wasm", "memoryLimitMb": 8}},
+                {{"name": "rename", "options": {{"columns": {{"a": "b"}}}}}}
+            ]}}"#
+        );
+        let config = ReplicatorConfig::parse(&chain, Format::Json, no_env).unwrap();
+        let sections: Vec<String> = config.processors.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            sections,
+            [
+                "`processors[0].name` = \"filter\"",
+                "`processors[1].file` = \"mask.wasm\"",
+                "`processors[2].name` = \"rename\"",
+            ]
+        );
+        assert_eq!(config.processors[0].call_timeout, Duration::from_millis(50));
+        assert_eq!(config.processors[1].memory_limit, 8 << 20);
+        assert_eq!(
+            config.processors[1].call_timeout, DEFAULT_CALL_TIMEOUT,
+            "each processor has its own limits"
+        );
+        assert_eq!(
+            config.processors[2].options,
+            serde_json::json!({"columns": {"a": "b"}})
+        );
+
+        let one = format!(r#"{head}, "processor": {{"name": "filter"}}}}"#);
+        let one = ReplicatorConfig::parse(&one, Format::Json, no_env).unwrap();
+        assert_eq!(one.processors.len(), 1);
+        assert_eq!(
+            one.processors[0].to_string(),
+            "`processor.name` = \"filter\""
+        );
+
+        let both = format!(
+            r#"{head}, "processor": {{"name": "filter"}}, "processors": [{{"name": "rename"}}]}}"#
+        );
+        assert!(
+            error(&both, Format::Json)
+                .starts_with("config key `processors`: set either `processor` (one guest) or")
+        );
+        let empty = format!(r#"{head}, "processors": []}}"#);
+        assert!(
+            error(&empty, Format::Json)
+                .starts_with("config key `processors`: must list at least one processor")
+        );
+        let not_a_list = format!(r#"{head}, "processors": {{"name": "filter"}}}}"#);
+        assert!(error(&not_a_list, Format::Json).starts_with(
+            "config key `processors`: must be an array of processor tables ([[processors]] in TOML), got an object"
+        ));
+        let typo = chain.replace("memoryLimitMb", "memoryLimit");
+        assert!(
+            error(&typo, Format::Json).starts_with(
+                "config key `processors[1].memoryLimit`: is not a known key (did you mean `memoryLimitMb`?)"
+            ),
+            "{}",
+            error(&typo, Format::Json)
+        );
+
+        let toml = r#"
+            [ots-reader]
+            endpoint = "http://127.0.0.1:8800"
+            instanceName = "local"
+            tableName = "src"
+            accessId = "a"
+            accessKey = "b"
+            tunnelName = "t"
+
+            [ots-writer]
+            endpoint = "http://127.0.0.1:8800"
+            instanceName = "local"
+            tableName = "dst"
+            accessId = "a"
+            accessKey = "b"
+
+            [[processors]]
+            name = "filter"
+
+            [[processors]]
+            name = "rename"
+        "#;
+        let config = ReplicatorConfig::parse(toml, Format::Toml, no_env).unwrap();
+        let sources: Vec<&ProcessorSource> = config.processors.iter().map(|p| &p.source).collect();
+        assert_eq!(
+            sources,
+            [
+                &ProcessorSource::Builtin("filter".into()),
+                &ProcessorSource::Builtin("rename".into())
+            ]
+        );
     }
 
     #[test]

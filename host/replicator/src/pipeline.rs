@@ -14,7 +14,7 @@ use crate::config::ReplicatorConfig;
 use crate::end_time::EndTracker;
 use crate::metrics::{self, Metrics, MetricsSnapshot};
 use crate::monitor;
-use crate::processor::Processor;
+use crate::processor::{self, Processor};
 use crate::setup::{self, SetupError};
 use crate::writer::RowWriter;
 
@@ -185,7 +185,8 @@ pub async fn replicate(
         Some(listen) => Some(
             metrics::serve(listen, {
                 let metrics = metrics.clone();
-                move || metrics.render()
+                let processor = processor.clone();
+                move || metrics.render() + &processor::render_stages(&processor.stages())
             })
             .await
             .map_err(|error| PipelineError::Metrics { listen, error })?,

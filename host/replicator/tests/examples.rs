@@ -19,7 +19,7 @@ fn every_example_config_parses_and_its_processor_accepts_its_options() {
         }
         let config =
             ReplicatorConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        ots_replicator::processor::load(&config.processor, &config.source.table_name)
+        ots_replicator::processor::load_chain(&config.processors, &config.source.table_name)
             .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
         checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
     }
@@ -27,6 +27,7 @@ fn every_example_config_parses_and_its_processor_accepts_its_options() {
     assert_eq!(
         checked,
         [
+            "chain.toml",
             "filter.toml",
             "rename.toml",
             "replicate.json",

@@ -354,18 +354,21 @@ impl Names {
     }
 }
 
-/// Turns the guest's output for `records` into the row changes to write, validating it.
+/// Turns the guest's output for `records` into the row changes to write, validating it, each
+/// beside the index of the record it came from (a later stage of a chain needs the record's
+/// sequence).
 pub fn lift(
     records: &[TunnelRecord],
     batch: &wit::Batch,
     output: wit::BatchOutput,
-) -> Result<Vec<RowChange>, Blame> {
+) -> Result<Vec<(usize, RowChange)>, Blame> {
     let names =
         Names::resolve(batch, output.added_names, output.name_changes).map_err(|m| (None, m))?;
     match output.outcome {
         wit::Outcome::AllKept => Ok(records
             .iter()
-            .filter_map(|r| names.apply(&r.change))
+            .enumerate()
+            .filter_map(|(index, r)| Some((index, names.apply(&r.change)?)))
             .collect()),
         wit::Outcome::Actions(actions) => {
             if actions.len() != records.len() {
@@ -381,14 +384,16 @@ pub fn lift(
             let mut changes = Vec::with_capacity(records.len());
             for (index, (record, action)) in records.iter().zip(actions).enumerate() {
                 match action {
-                    wit::Action::Keep => changes.extend(names.apply(&record.change)),
+                    wit::Action::Keep => {
+                        changes.extend(names.apply(&record.change).map(|c| (index, c)))
+                    }
                     wit::Action::Drop => {}
                     wit::Action::Replace(list) => {
                         for change in list {
                             let change = row_change(&names, record.change.primary_key(), change)
                                 .map_err(|m| (Some(index), m))?;
                             if writes_something(&change) {
-                                changes.push(change);
+                                changes.push((index, change));
                             }
                         }
                     }

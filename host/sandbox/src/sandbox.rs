@@ -43,6 +43,8 @@ impl Default for Limits {
 pub struct Processed {
     /// The row changes to write, in record order.
     pub changes: Vec<RowChange>,
+    /// For each change, the index in the batch of the record it came from.
+    pub origins: Vec<usize>,
     /// Records the guest asked to set aside, for the dead-letter sink.
     pub skipped: Vec<Skipped>,
 }
@@ -227,11 +229,22 @@ impl Sandbox {
                 Ok(output) => {
                     let lifted = convert::lift(&batch_records, &batch, output);
                     self.put_back(instance);
-                    let changes = lifted.map_err(|(i, m)| {
+                    let lifted = lifted.map_err(|(i, m)| {
                         self.runtime
                             .error(SandboxErrorKind::InvalidOutput(m), describe(i))
                     })?;
-                    return Ok(Processed { changes, skipped });
+                    let (origins, changes) = lifted
+                        .into_iter()
+                        .map(|(i, change)| {
+                            let origin = if skipped.is_empty() { i } else { remaining[i] };
+                            (origin, change)
+                        })
+                        .unzip();
+                    return Ok(Processed {
+                        changes,
+                        origins,
+                        skipped,
+                    });
                 }
                 Err(failure) => {
                     self.put_back(instance);
@@ -245,6 +258,7 @@ impl Sandbox {
                             if remaining.is_empty() {
                                 return Ok(Processed {
                                     changes: Vec::new(),
+                                    origins: Vec::new(),
                                     skipped,
                                 });
                             }

@@ -42,6 +42,30 @@ pub fn server_config(data_dir: &Path, faults: FaultConfig) -> ServerConfig {
     }
 }
 
+/// The `ots-reader` and `ots-writer` sections of a TOML config replicating `source` into
+/// `destination` through `tunnel` on the local server at `url`; a test appends what else it
+/// needs.
+pub fn config_toml(url: &str, source: &str, tunnel: &str, destination: &str) -> String {
+    format!(
+        r#"
+[ots-reader]
+endpoint = "{url}"
+instanceName = "{INSTANCE}"
+tableName = "{source}"
+accessId = "{ACCESS_KEY_ID}"
+accessKey = "{ACCESS_KEY_SECRET}"
+tunnelName = "{tunnel}"
+
+[ots-writer]
+endpoint = "{url}"
+instanceName = "{INSTANCE}"
+tableName = "{destination}"
+accessId = "{ACCESS_KEY_ID}"
+accessKey = "{ACCESS_KEY_SECRET}"
+"#
+    )
+}
+
 /// A client of the local server at `url`.
 pub fn client(url: &str) -> Client {
     Client::new(ClientConfig::new(url, INSTANCE, credentials())).expect("an http:// endpoint")
@@ -76,7 +100,7 @@ pub fn local_config(
         end_time: None,
         destination: endpoint(url, destination),
         batch_write_count: 200,
-        processor,
+        processors: vec![processor],
         metrics_listen: None,
         tuning: Tuning {
             monitor_interval: std::time::Duration::from_secs(1),

@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
-use ots_protocol::model::RowChange;
 use ots_protocol::record::TunnelRecord;
 use ots_sandbox::{GuestSource, Limits, Sandbox, SandboxError};
 
-use super::{DeadLetter, Processor, ProcessorError};
+use super::{Changes, DeadLetter, Processor, ProcessorError, StageReport, StageStats};
 use crate::config::{ProcessorConfig, ProcessorSource};
 
 /// A guest running in the sandbox over one source table's records; what it skips goes to its
@@ -17,6 +17,7 @@ pub struct GuestProcessor {
     sandbox: Sandbox,
     source_table: String,
     dead_letter: DeadLetter,
+    stats: StageStats,
 }
 
 impl Processor for GuestProcessor {
@@ -24,8 +25,11 @@ impl Processor for GuestProcessor {
         self.sandbox.name()
     }
 
-    fn process(&self, records: &[TunnelRecord]) -> Result<Vec<RowChange>, ProcessorError> {
-        let processed = self.sandbox.process(&self.source_table, records)?;
+    fn process(&self, records: &[TunnelRecord]) -> Result<Changes, ProcessorError> {
+        let started = Instant::now();
+        let result = self.sandbox.process(&self.source_table, records);
+        self.stats.called(records.len(), started.elapsed());
+        let processed = result.inspect_err(|e| self.stats.failed(e.kind.label()))?;
         if !processed.skipped.is_empty() {
             self.dead_letter
                 .append(
@@ -37,7 +41,8 @@ impl Processor for GuestProcessor {
                 .map_err(|source| ProcessorError::DeadLetter {
                     path: self.dead_letter.path().to_owned(),
                     source,
-                })?;
+                })
+                .inspect_err(|e| self.stats.failed(e.kind()))?;
             tracing::warn!(
                 guest = self.sandbox.name(),
                 skipped = processed.skipped.len(),
@@ -45,11 +50,24 @@ impl Processor for GuestProcessor {
                 "records set aside in the dead-letter file"
             );
         }
-        Ok(processed.changes)
+        self.stats
+            .produced(processed.changes.len(), processed.skipped.len());
+        Ok(Changes {
+            rows: processed.changes,
+            origins: processed.origins,
+        })
     }
 
     fn target_table(&self) -> Option<&str> {
         self.sandbox.target_table()
+    }
+
+    fn stages(&self) -> Vec<StageReport> {
+        vec![StageReport {
+            stage: 0,
+            name: self.sandbox.name().to_owned(),
+            stats: self.stats.snapshot(),
+        }]
     }
 }
 
@@ -90,18 +108,24 @@ pub fn load(
     config: &ProcessorConfig,
     source_table: &str,
 ) -> Result<Arc<GuestProcessor>, LoadError> {
+    Ok(Arc::new(GuestProcessor {
+        sandbox: load_sandbox(config)?,
+        source_table: source_table.to_owned(),
+        dead_letter: DeadLetter::new(config.dead_letter.clone()),
+        stats: StageStats::default(),
+    }))
+}
+
+/// The sandbox of the guest the config selects, under the config's limits, its `init` run
+/// with the config's options: what [`load`] wraps, and what the dev kit runs directly.
+pub fn load_sandbox(config: &ProcessorConfig) -> Result<Sandbox, LoadError> {
     let source = guest_source(config)?;
     let limits = Limits {
         call_timeout: config.call_timeout,
         memory_bytes: config.memory_limit,
         ..Limits::default()
     };
-    let sandbox = Sandbox::load(source, &config.options, limits)?;
-    Ok(Arc::new(GuestProcessor {
-        sandbox,
-        source_table: source_table.to_owned(),
-        dead_letter: DeadLetter::new(config.dead_letter.clone()),
-    }))
+    Ok(Sandbox::load(source, &config.options, limits)?)
 }
 
 fn guest_source(config: &ProcessorConfig) -> Result<GuestSource, LoadError> {

@@ -1,12 +1,16 @@
 //! The processor stage of the pipeline: what each record becomes before it is written.
 //!
 //! In production the processor is a sandboxed WebAssembly guest ([`GuestProcessor`], loaded by
-//! [`load`] from the config's `[processor]` section); records it skips go to the
-//! [`DeadLetter`] file before their batch counts as done. A processor may name its own target
-//! table, which replaces the configured destination ([`crate::pipeline::destination_table`]).
+//! [`load`] from the config's `[processor]` section), or a [`Chain`] of them from its
+//! `[[processors]]` list; records a guest skips go to its [`DeadLetter`] file before their batch
+//! counts as done. A processor may name its own target table, which replaces the configured
+//! destination ([`crate::pipeline::destination_table`]). Each guest keeps its own
+//! [`StageStats`] for the metrics endpoint.
 
+mod chain;
 mod dead_letter;
 mod guest;
+mod stats;
 
 use std::path::PathBuf;
 
@@ -14,8 +18,30 @@ use ots_protocol::model::RowChange;
 use ots_protocol::record::TunnelRecord;
 use ots_sandbox::SandboxError;
 
+pub use chain::{Chain, ChainLoadError, load_chain};
 pub use dead_letter::DeadLetter;
-pub use guest::{GuestProcessor, LoadError, load};
+pub use guest::{GuestProcessor, LoadError, load, load_sandbox};
+pub use stats::{StageReport, StageSnapshot, StageStats, render_stages};
+
+/// What a processor made of a batch of records.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// The row changes to write, in record order.
+    pub rows: Vec<RowChange>,
+    /// For each row change, the index of the record it came from: the next processor of a
+    /// chain sees a change as a record with that record's sequence.
+    pub origins: Vec<usize>,
+}
+
+impl Changes {
+    /// Every record becomes the change it carries.
+    pub fn of_records(records: &[TunnelRecord]) -> Self {
+        Self {
+            rows: records.iter().map(|r| r.change.clone()).collect(),
+            origins: (0..records.len()).collect(),
+        }
+    }
+}
 
 /// Decides each record's fate: the row changes a batch of records becomes.
 pub trait Processor: Send + Sync {
@@ -23,13 +49,18 @@ pub trait Processor: Send + Sync {
     fn name(&self) -> &str;
 
     /// The row changes for `records`, in the records' order. A record may become no change
-    /// (dropped) or one.
-    fn process(&self, records: &[TunnelRecord]) -> Result<Vec<RowChange>, ProcessorError>;
+    /// (dropped), one, or several.
+    fn process(&self, records: &[TunnelRecord]) -> Result<Changes, ProcessorError>;
 
     /// The table this processor writes to instead of the configured destination, if it chose
     /// one.
     fn target_table(&self) -> Option<&str> {
         None
+    }
+
+    /// The statistics of each guest this processor runs, in chain order.
+    fn stages(&self) -> Vec<StageReport> {
+        Vec::new()
     }
 }
 

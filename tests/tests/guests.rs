@@ -64,7 +64,7 @@ fn misbehave(options: serde_json::Value, dead_letter: PathBuf) -> ProcessorConfi
         source: ProcessorSource::File("misbehave.wasm".into()),
         options,
         guest_dir: Some(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-processors/components"),
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-processors/test-components"),
         ),
         dead_letter,
         ..ProcessorConfig::default()

@@ -1,27 +1,41 @@
 //! Project automation.
 //!
 //! - `cargo xtask build-guests`: builds every guest in `guest-processors/` for
-//!   `wasm32-unknown-unknown`, turns each into a component and writes it, with a manifest, to
-//!   `guest-processors/components/`.
+//!   `wasm32-unknown-unknown`, turns each into a component and writes it to
+//!   `guest-processors/components/` (the shipped guests, with the manifest of them all) or,
+//!   for the test-only guests, `guest-processors/test-components/`.
 //! - `cargo xtask check-guests`: rebuilds them and fails if the committed components are stale:
 //!   their sources changed since the build, or (with the same toolchain) the bytes differ.
 //!
-//! The build uses the rustup `wasm32-unknown-unknown` target when it is installed, and
-//! otherwise Debian's `rustc-web` with `-Zbuild-std` (see `docs/guests.md`).
+//! The build ([`ots_guest_kit::toolchain`]) uses the rustup `wasm32-unknown-unknown` target when
+//! it is installed, and otherwise Debian's `rustc-web` with `-Zbuild-std` (see `docs/guests.md`).
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
+use ots_guest_kit::toolchain::{self, Toolchain};
 use sha2::{Digest, Sha256};
 
 /// The guest SDK's directory under `guest-processors/`; every other directory holding a
 /// `Cargo.toml` is a guest, crate `ots-guest-<directory>`.
 const SDK: &str = "sdk";
-const TARGET: &str = "wasm32-unknown-unknown";
 const MANIFEST: &str = "MANIFEST";
+/// Guests that only the tests load: they are not shipped with the tool.
+const TEST_GUESTS: [&str; 1] = ["misbehave"];
+
+/// Where the component of guest `name` is committed.
+fn component_path(root: &Path, name: &str) -> std::path::PathBuf {
+    let dir = if TEST_GUESTS.contains(&name) {
+        "test-components"
+    } else {
+        "components"
+    };
+    root.join("guest-processors")
+        .join(dir)
+        .join(format!("{name}.wasm"))
+}
 
 fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -89,13 +103,14 @@ impl Manifest {
 fn build_guests(root: &Path) -> anyhow::Result<()> {
     let build = build(root)?;
     let out = root.join("guest-processors/components");
-    fs::create_dir_all(&out)?;
     for (name, bytes) in &build.components {
-        fs::write(out.join(format!("{name}.wasm")), bytes)?;
-        println!("{name}.wasm: {} bytes", bytes.len());
+        let path = component_path(root, name);
+        fs::create_dir_all(path.parent().expect("a file in a directory"))?;
+        fs::write(&path, bytes)?;
+        println!("{}: {} bytes", path.display(), bytes.len());
     }
     fs::write(out.join(MANIFEST), build.manifest.render())?;
-    println!("components written to {}", out.display());
+    println!("manifest written to {}", out.join(MANIFEST).display());
     Ok(())
 }
 
@@ -112,7 +127,7 @@ fn check_guests(root: &Path) -> anyhow::Result<()> {
     let build = build(root)?;
     let same_toolchain = build.manifest.toolchain == committed.toolchain;
     for (name, bytes) in &build.components {
-        let on_disk = fs::read(dir.join(format!("{name}.wasm"))).with_context(|| {
+        let on_disk = fs::read(component_path(root, name)).with_context(|| {
             format!("reading the committed {name}.wasm; run `cargo xtask build-guests`")
         })?;
         ensure!(
@@ -150,63 +165,16 @@ fn check_guests(root: &Path) -> anyhow::Result<()> {
 fn build(root: &Path) -> anyhow::Result<Build> {
     let guests_dir = root.join("guest-processors");
     let target_dir = guests_dir.join("target");
-    let (mut command, toolchain) = if rustup_has_target() {
-        let mut command = Command::new("cargo");
-        command.args(["build", "--release", "--target", TARGET]);
-        (
-            command,
-            format!("{} (rustup target)", rustc_version("rustc")?),
-        )
-    } else {
-        let rustc = "/usr/bin/rustc";
-        ensure!(
-            Path::new(rustc).exists() && Path::new("/usr/bin/cargo").exists(),
-            "no wasm toolchain: install the rustup target `{TARGET}`, or Debian's rustc-web cargo-web rust-web-src lld-22 (scripts/setup.sh does)"
-        );
-        let mut command = Command::new("/usr/bin/cargo");
-        command
-            .args([
-                "build",
-                "--release",
-                "-Zbuild-std=std,panic_abort",
-                "--target",
-                TARGET,
-            ])
-            .env("RUSTC", rustc)
-            .env("RUSTC_BOOTSTRAP", "1");
-        (command, format!("{} (build-std)", rustc_version(rustc)?))
-    };
-    let cargo_home = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .context("neither CARGO_HOME nor HOME is set")?;
-    let rustflags = format!(
-        "--remap-path-prefix={}=/src --remap-path-prefix={}=/cargo",
-        guests_dir.display(),
-        cargo_home.join("registry/src").display()
-    );
-    let status = command
-        .current_dir(&guests_dir)
-        .env("RUSTFLAGS", rustflags)
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .arg("--locked")
-        .status()
-        .context("running cargo for the guests")?;
-    ensure!(status.success(), "building the guests failed");
+    let toolchain = Toolchain::detect()?;
+    toolchain
+        .build(&guests_dir, &target_dir, true)
+        .context("building the guests")?;
 
     let mut components = BTreeMap::new();
     let mut hashes = BTreeMap::new();
     for name in guest_names(&guests_dir)? {
-        let module_path = target_dir
-            .join(TARGET)
-            .join("release")
-            .join(format!("ots_guest_{name}.wasm"));
-        let module =
-            fs::read(&module_path).with_context(|| format!("reading {}", module_path.display()))?;
-        let component = wit_component::ComponentEncoder::default()
-            .module(&module)
-            .and_then(|e| e.validate(true).encode())
+        let module = toolchain::module_path(&target_dir, &format!("ots-guest-{name}"));
+        let component = toolchain::componentize(&module)
             .with_context(|| format!("turning {name} into a component"))?;
         hashes.insert(name.clone(), sha256(&component));
         components.insert(name, component);
@@ -214,7 +182,7 @@ fn build(root: &Path) -> anyhow::Result<Build> {
     Ok(Build {
         components,
         manifest: Manifest {
-            toolchain,
+            toolchain: toolchain.description,
             sources: source_hash(root)?,
             components: hashes,
         },
@@ -233,23 +201,6 @@ fn guest_names(guests_dir: &Path) -> anyhow::Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
-}
-
-fn rustup_has_target() -> bool {
-    Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .is_ok_and(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l.trim() == TARGET)
-        })
-}
-
-fn rustc_version(rustc: &str) -> anyhow::Result<String> {
-    let out = Command::new(rustc).arg("--version").output()?;
-    ensure!(out.status.success(), "{rustc} --version failed");
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
 /// A hash over the guests' sources and the WIT package: every file under `guest-processors/`
@@ -275,7 +226,7 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<String>) -> anyhow::Result<(
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if path.is_dir() {
-            if name != "target" && name != "components" {
+            if !["target", "components", "test-components"].contains(&name) {
                 collect(root, &path, files)?;
             }
         } else {

@@ -1,6 +1,9 @@
-//! `otsrep processor test`: runs one guest over records from a JSON-lines file or sampled
-//! from a live source table, and prints what it made of them, or compares that with an
-//! expected-output file (exit code 2 on a difference), so guest authors can test in their CI.
+//! `otsrep processor`, the guest dev kit on the command line:
+//! - `new`: a guest crate outside this repository, with its own SDK and WIT copies;
+//! - `build`: that crate built for wasm32 and turned into a component;
+//! - `test`: one guest over records from a JSON-lines file or sampled from a live source
+//!   table, printing what it made of them, or comparing that with an expected-output file
+//!   (exit code 2 on a difference), so guest authors can test in their CI.
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -8,16 +11,42 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
+use ots_guest_kit::toolchain::{self, Toolchain};
+use ots_guest_kit::{check, records, scaffold};
 use ots_protocol::model::{PrimaryKeyValue, RowChange};
 use ots_protocol::record::TunnelRecord;
 use ots_replicator::config::{ProcessorConfig, ProcessorSource, ReplicatorConfig};
-use ots_replicator::devkit;
 
 /// What `otsrep processor` does.
 #[derive(Debug, Subcommand)]
 pub enum ProcessorCommand {
+    /// Create a guest crate (its own SDK and WIT copies included) in a new directory.
+    New(NewArgs),
+    /// Build a guest crate into a component, `NAME.wasm` in the crate's directory.
+    Build(BuildArgs),
     /// Run a guest over records and print the row changes and errors it produced.
     Test(TestArgs),
+}
+
+/// Arguments of `processor new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The guest's crate name: lowercase letters, digits, `-` and `_`.
+    name: String,
+    /// The directory to create it in.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+}
+
+/// Arguments of `processor build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The guest crate's directory.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Where to write the component (default: `NAME.wasm` in the crate's directory).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// Arguments of `processor test`.
@@ -59,8 +88,50 @@ pub struct TestArgs {
 /// Runs `otsrep processor ...`.
 pub async fn processor(command: ProcessorCommand) -> anyhow::Result<ExitCode> {
     match command {
+        ProcessorCommand::New(args) => {
+            let dir = scaffold::scaffold(&args.dir, &args.name)?;
+            println!(
+                "created the guest {} in {}; build it with `otsrep processor build {}`",
+                args.name,
+                dir.display(),
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ProcessorCommand::Build(args) => {
+            build(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         ProcessorCommand::Test(args) => test(args).await,
     }
+}
+
+fn build(args: BuildArgs) -> anyhow::Result<()> {
+    let dir = args
+        .dir
+        .canonicalize()
+        .with_context(|| format!("opening the guest crate {}", args.dir.display()))?;
+    let manifest_path = dir.join("Cargo.toml");
+    let manifest: toml::Table = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("reading {}", manifest_path.display()))?
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", manifest_path.display()))?;
+    let Some(name) = manifest
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+    else {
+        bail!("{} has no package.name", manifest_path.display());
+    };
+    let toolchain = Toolchain::detect()?;
+    eprintln!("building {name} with {}", toolchain.description);
+    let target_dir = dir.join("target");
+    toolchain.build(&dir, &target_dir, false)?;
+    let component = toolchain::componentize(&toolchain::module_path(&target_dir, name))?;
+    let out = args.out.unwrap_or_else(|| dir.join(format!("{name}.wasm")));
+    std::fs::write(&out, &component).with_context(|| format!("writing {}", out.display()))?;
+    println!("{}: {} bytes", out.display(), component.len());
+    Ok(())
 }
 
 async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
@@ -89,7 +160,7 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     };
     let sandbox = ots_replicator::processor::load_sandbox(&config)
         .with_context(|| format!("loading {description}"))?;
-    let (lines, note) = devkit::run(&sandbox, &table, &records);
+    let (lines, note) = check::run(&sandbox, &table, &records);
     if let Some(note) = note {
         eprintln!("note: {note}");
     }
@@ -105,7 +176,7 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             let expected = read_lines(&path, |line| {
                 serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))
             })?;
-            let differences = devkit::differences(&lines, &expected);
+            let differences = check::differences(&lines, &expected);
             for difference in &differences {
                 eprintln!("{}: {difference}", path.display());
             }
@@ -131,7 +202,7 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn read_records(path: &Path) -> anyhow::Result<Vec<TunnelRecord>> {
-    read_lines(path, devkit::parse_record)
+    read_lines(path, records::parse_record)
 }
 
 /// Parses each non-blank line of `path` (`-`: standard input); an error names the line.

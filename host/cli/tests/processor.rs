@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use ots_guest_kit::records::change_json;
 use ots_protocol::model::RowChange;
-use ots_replicator::devkit::change_json;
 use ots_testkit::{LocalServer, workload};
 use serde_json::{Value, json};
 
@@ -105,7 +105,7 @@ fn a_record_the_guest_traps_on_is_named_and_the_others_still_run() {
     let dir = tempfile::tempdir().unwrap();
     let records = write(dir.path(), "records.jsonl", RECORDS);
     let guest = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../guest-processors/components/misbehave.wasm");
+        .join("../../guest-processors/test-components/misbehave.wasm");
     let out = otsrep(
         &["--options", r#"{"mode":"trap","key":7}"#],
         &[("--file", &guest), ("--records", &records)],
@@ -202,4 +202,79 @@ async fn records_can_be_sampled_from_a_live_table() {
         "the replicate guest returns each sampled row"
     );
     server.shutdown().await;
+}
+
+/// What a guest author does outside this repository: create a guest crate, build it, and run
+/// its own tests with the dev kit.
+#[test]
+fn a_new_guest_crate_builds_into_a_component_that_passes_its_own_tests() {
+    let parent = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_otsrep");
+    let run = |args: &[&str], dir: &Path| {
+        let out = Command::new(bin)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "otsrep {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+        out
+    };
+    run(&["processor", "new", "drop-drafts"], parent.path());
+    let crate_dir = parent.path().join("drop-drafts");
+    let again = Command::new(bin)
+        .args(["processor", "new", "drop-drafts"])
+        .current_dir(parent.path())
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("exists already"),
+        "{}",
+        stderr(&again)
+    );
+
+    run(&["processor", "build"], &crate_dir);
+    let component = crate_dir.join("drop-drafts.wasm");
+    assert!(
+        component.is_file(),
+        "the component is written beside the crate"
+    );
+    let out = run(
+        &[
+            "processor",
+            "test",
+            "--file",
+            "drop-drafts.wasm",
+            "--records",
+            "tests/records.jsonl",
+            "--expect",
+            "tests/expected.jsonl",
+        ],
+        &crate_dir,
+    );
+    assert!(
+        stderr(&out).contains("3 records gave the 2 expected lines"),
+        "{}",
+        stderr(&out)
+    );
+    // The options reach the new guest: with another column nothing is a draft.
+    let out = run(
+        &[
+            "processor",
+            "test",
+            "--file",
+            "drop-drafts.wasm",
+            "--options",
+            r#"{"column":"state"}"#,
+            "--records",
+            "tests/records.jsonl",
+        ],
+        &crate_dir,
+    );
+    assert_eq!(lines(&out).len(), 3);
 }

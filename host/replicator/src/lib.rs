@@ -7,7 +7,6 @@
 //! - [`apply`]: one batch of a channel: cut at the end time, processed, written.
 //! - [`processor`]: the record-to-row-change stage (a sandboxed guest or a chain of them),
 //!   its dead letters and per-guest statistics.
-//! - [`devkit`]: what `otsrep processor test` runs: records as JSON lines through one guest.
 //! - [`end_time`]: when a channel and a run are past the end time.
 //! - [`writer`]: batched, ordered, retried writes of row changes.
 //! - [`monitor`]: DescribeTunnel polling for the stage, the lag and the end.
@@ -16,7 +15,6 @@
 
 pub mod apply;
 pub mod config;
-pub mod devkit;
 pub mod end_time;
 pub mod metrics;
 pub mod monitor;

@@ -1,12 +1,14 @@
 //! Benchmark: what a guest processor adds per record, against a native Rust passthrough.
 //!
 //! Runs batches of 200 stream records with 10 attribute columns (a mix of strings, integers,
-//! doubles, booleans and a small binary) through the built-in guests and through a native
-//! passthrough (each record's row change cloned, which is what the pipeline needs from any
-//! transform), and prints the nanoseconds per record each adds over the passthrough.
+//! doubles, booleans and a small binary) through the built-in guests, a chain of three of them,
+//! and a native passthrough (each record's row change cloned, which is what the pipeline needs
+//! from any transform), and prints the nanoseconds per record each adds over the passthrough.
+//! Guests run as the pipeline runs them: [`ots_replicator::processor::load_chain`] over the
+//! config's processors.
 //!
 //! ```sh
-//! cargo run --release -p ots-sandbox --example guest_cost [-- SECONDS_PER_CASE [CASE]]
+//! cargo run --release -p ots-replicator --example guest_cost [-- SECONDS_PER_CASE [CASE]]
 //! ```
 //!
 //! `CASE` runs only the cases whose label starts with it (for profiling one guest).
@@ -19,7 +21,8 @@ use ots_protocol::model::{
 };
 use ots_protocol::plainbuffer::SequenceInfo;
 use ots_protocol::record::TunnelRecord;
-use ots_sandbox::{GuestSource, Limits, Sandbox};
+use ots_replicator::config::{ProcessorConfig, ProcessorSource};
+use ots_replicator::processor::load_chain;
 use serde_json::json;
 
 const BATCH: usize = 200;
@@ -137,38 +140,51 @@ fn main() -> anyhow::Result<()> {
         "{BATCH} records per batch, {COLUMNS} columns per record, {seconds} s per case in {ROUNDS} alternating rounds (medians)"
     );
 
+    let keep_all = json!({"where": [{"column": "id", "at_least": 0}]});
+    let rename_two = json!({"columns": {"col1": "one", "col2": "two"}});
     let cases = [
-        ("replicate", "replicate", json!({})),
+        ("replicate", vec![("replicate", json!({}))]),
         (
             "replicate (verify: true)",
-            "replicate",
-            json!({"verify": true}),
+            vec![("replicate", json!({"verify": true}))],
         ),
         (
             "filter (keeps 1 in 2 rows, drops a column)",
-            "filter",
-            json!({"where": [{"column": "id", "less_than": 1600}], "exclude_columns": ["col3"]}),
+            vec![(
+                "filter",
+                json!({"where": [{"column": "id", "less_than": 1600}], "exclude_columns": ["col3"]}),
+            )],
         ),
         (
             "filter (keeps every row)",
-            "filter",
-            json!({"where": [{"column": "id", "at_least": 0}]}),
+            vec![("filter", keep_all.clone())],
         ),
+        ("rename (two columns)", vec![("rename", rename_two.clone())]),
         (
-            "rename (two columns)",
-            "rename",
-            json!({"columns": {"col1": "one", "col2": "two"}}),
+            "chain: filter (all) > rename > replicate",
+            vec![
+                ("filter", keep_all),
+                ("rename", rename_two),
+                ("replicate", json!({})),
+            ],
         ),
     ];
     let only = std::env::args().nth(2).unwrap_or_default();
-    for (label, guest, options) in cases {
+    for (label, stages) in cases {
         if !label.starts_with(&only) {
             continue;
         }
-        let source = GuestSource::builtin(guest).expect("a built-in guest");
-        let sandbox = Sandbox::load(source, &options, Limits::default())?;
+        let configs: Vec<ProcessorConfig> = stages
+            .into_iter()
+            .map(|(name, options)| ProcessorConfig {
+                source: ProcessorSource::Builtin(name.into()),
+                options,
+                ..ProcessorConfig::default()
+            })
+            .collect();
+        let processor = load_chain(&configs, "bench")?;
         let mut failure = None;
-        let mut guest_run = |records: &[TunnelRecord]| match sandbox.process("bench", records) {
+        let mut guest_run = |records: &[TunnelRecord]| match processor.process(records) {
             Ok(processed) => {
                 black_box(processed);
             }

@@ -1,6 +1,9 @@
-//! `otsrep status`: the tunnel's stage, its channels and how far behind each one is.
+//! `otsrep status`: the tunnel's stage, its channels and how far behind each one is, and —
+//! when the config names the replicator's metrics endpoint — what each of its processors did.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
@@ -20,7 +23,122 @@ pub(crate) async fn print_status(config: &ReplicatorConfig) -> anyhow::Result<()
             )
         })?;
     print!("{}", render_status(&description, Utc::now()));
+    if let Some(listen) = config.metrics_listen {
+        let url = format!("http://{listen}/metrics");
+        match fetch(&url).await {
+            Ok(text) => print!("{}", render_processors(&text)),
+            Err(error) => println!("processors: no answer from the replicator at {url}: {error:#}"),
+        }
+    }
     Ok(())
+}
+
+async fn fetch(url: &str) -> anyhow::Result<String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?;
+    Ok(client
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?)
+}
+
+/// One processor stage as its `processor_*` metrics describe it.
+#[derive(Debug, Default)]
+struct Stage {
+    name: String,
+    counters: BTreeMap<String, String>,
+    failures: Vec<String>,
+}
+
+/// The processors table of a replicator's metrics text (the `processor_*` families).
+fn render_processors(metrics: &str) -> String {
+    let mut stages: BTreeMap<u64, Stage> = BTreeMap::new();
+    for line in metrics.lines().filter(|l| l.starts_with("processor_")) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Some((family, labels)) = series.split_once('{') else {
+            continue;
+        };
+        let labels = parse_labels(labels.trim_end_matches('}'));
+        let Some(stage) = labels.get("stage").and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let entry = stages.entry(stage).or_default();
+        entry.name = labels.get("processor").cloned().unwrap_or_default();
+        match (family, labels.get("kind")) {
+            ("processor_failures_total", Some(kind)) => {
+                entry.failures.push(format!("{kind} {value}"));
+            }
+            _ => {
+                entry.counters.insert(family.to_owned(), value.to_owned());
+            }
+        }
+    }
+    if stages.is_empty() {
+        return "processors: the replicator reports none\n".to_owned();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<5} {:<28} {:>9} {:>11} {:>11} {:>8} {:>10}  FAILURES",
+        "STAGE", "PROCESSOR", "CALLS", "RECORDS IN", "CHANGES", "SKIPPED", "GUEST S"
+    );
+    for (stage, s) in &stages {
+        let counter = |family: &str| s.counters.get(family).map_or("-", String::as_str);
+        let seconds = counter("processor_guest_seconds_total")
+            .parse::<f64>()
+            .map_or_else(|_| "-".to_owned(), |v| format!("{v:.3}"));
+        let _ = writeln!(
+            out,
+            "{:<5} {:<28} {:>9} {:>11} {:>11} {:>8} {:>10}  {}",
+            stage,
+            s.name,
+            counter("processor_calls_total"),
+            counter("processor_records_in_total"),
+            counter("processor_records_out_total"),
+            counter("processor_records_skipped_total"),
+            seconds,
+            if s.failures.is_empty() {
+                "-".to_owned()
+            } else {
+                s.failures.join(", ")
+            }
+        );
+    }
+    out
+}
+
+/// `a="x",b="y \"q\""` as a map, escapes undone.
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = text;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(if escaped == 'n' { '\n' } else { escaped });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.insert(key.trim_start_matches(',').to_owned(), value);
+        rest = &after[end..];
+    }
+    labels
 }
 
 fn format_time(millis: i64) -> String {
@@ -98,6 +216,58 @@ fn render_status(description: &DescribeTunnelResponse, now: DateTime<Utc>) -> St
 mod tests {
     use super::*;
     use ots_protocol::pb::tunnel::{ChannelInfo, NANOS_PER_MILLI, TunnelInfo};
+
+    #[test]
+    fn processors_are_listed_by_stage_with_their_failures() {
+        let stages = [
+            ots_replicator::processor::StageReport {
+                stage: 0,
+                name: "filter".into(),
+                stats: Default::default(),
+            },
+            ots_replicator::processor::StageReport {
+                stage: 1,
+                name: "odd \"name\".wasm".into(),
+                stats: ots_replicator::processor::StageSnapshot {
+                    calls: 3,
+                    records_in: 600,
+                    records_out: 598,
+                    skipped: 2,
+                    guest_time: Duration::from_millis(1500),
+                    failures: [("trap", 1), ("deadline", 4)].into_iter().collect(),
+                },
+            },
+        ];
+        let metrics = ots_replicator::processor::render_stages(&stages);
+        let text = render_processors(&format!("replicator_rows_written_total 5\n{metrics}"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("STAGE"));
+        let first: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(first, ["0", "filter", "0", "0", "0", "0", "0.000", "-"]);
+        let second: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            second,
+            [
+                "1",
+                "odd",
+                "\"name\".wasm",
+                "3",
+                "600",
+                "598",
+                "2",
+                "1.500",
+                "deadline",
+                "4,",
+                "trap",
+                "1"
+            ]
+        );
+        assert_eq!(
+            render_processors("replicator_rows_written_total 5\n"),
+            "processors: the replicator reports none\n"
+        );
+    }
 
     #[test]
     fn status_shows_stage_channels_and_lag() {

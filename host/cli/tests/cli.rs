@@ -123,6 +123,20 @@ fn toml_config(url: &str, end_time: Option<&str>) -> String {
     text + "batchWriteCount = 50\n\n[replicator]\nmonitorIntervalSecs = 1\nheartbeatTimeoutSecs = 3\n"
 }
 
+/// `otsrep COMMAND --config CONFIG`, run to its end off the async runtime.
+async fn with_config(command: &'static str, config: &Path) -> std::process::Output {
+    let config = config.to_owned();
+    tokio::task::spawn_blocking(move || {
+        otsrep()
+            .args([command, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_replicator_is_resumed_by_the_next_one() {
     let server = LocalServer::start().await;
@@ -136,7 +150,12 @@ async fn a_killed_replicator_is_resumed_by_the_next_one() {
 
     let dir = tempfile::tempdir().unwrap();
     let continuous = dir.path().join("continuous.toml");
-    std::fs::write(&continuous, toml_config(&url, None)).unwrap();
+    let metrics_port = ots_testkit::free_port();
+    std::fs::write(
+        &continuous,
+        toml_config(&url, None) + &format!("\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
+    )
+    .unwrap();
     let mut child = otsrep()
         .args(["replicate", "--config"])
         .arg(&continuous)
@@ -159,6 +178,21 @@ async fn a_killed_replicator_is_resumed_by_the_next_one() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // While it runs, `status` shows its processor's counters from its metrics endpoint.
+    let running = with_config("status", &continuous).await;
+    let running = String::from_utf8_lossy(&running.stdout);
+    let stage = running
+        .lines()
+        .find(|l| l.starts_with("0 ") && l.contains("replicate"))
+        .unwrap_or_else(|| panic!("status lists the replicate stage: {running}"));
+    let columns: Vec<&str> = stage.split_whitespace().collect();
+    let records_in: u64 = columns[3].parse().unwrap();
+    assert!(records_in >= 1000, "{stage}");
+    assert_eq!(
+        columns[4], columns[3],
+        "replicate keeps every record: {stage}"
+    );
+    assert_eq!(columns.last(), Some(&"-"), "no failures: {stage}");
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -207,18 +241,7 @@ async fn a_killed_replicator_is_resumed_by_the_next_one() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("reached the end time"), "{stdout}");
 
-    let status = {
-        let bounded = bounded.clone();
-        tokio::task::spawn_blocking(move || {
-            otsrep()
-                .args(["status", "--config"])
-                .arg(&bounded)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
+    let status = with_config("status", &bounded).await;
     let status_text = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success(), "status failed: {status_text}");
     assert!(
@@ -226,15 +249,7 @@ async fn a_killed_replicator_is_resumed_by_the_next_one() {
         "status shows the stage and the stream channels: {status_text}"
     );
 
-    let verify = tokio::task::spawn_blocking(move || {
-        otsrep()
-            .args(["verify", "--config"])
-            .arg(&bounded)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let verify = with_config("verify", &bounded).await;
     let report = String::from_utf8_lossy(&verify.stdout);
     assert!(
         verify.status.success(),

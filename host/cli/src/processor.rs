@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use ots_guest_kit::toolchain::{self, Toolchain};
-use ots_guest_kit::{check, records, scaffold};
+use ots_guest_kit::{check, scaffold};
+use ots_protocol::json;
 use ots_protocol::model::{PrimaryKeyValue, RowChange};
 use ots_protocol::record::TunnelRecord;
 use ots_replicator::config::{ProcessorConfig, ProcessorSource, ReplicatorConfig};
@@ -202,7 +203,7 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn read_records(path: &Path) -> anyhow::Result<Vec<TunnelRecord>> {
-    read_lines(path, records::parse_record)
+    read_lines(path, json::parse_record)
 }
 
 /// Parses each non-blank line of `path` (`-`: standard input); an error names the line.

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ots_guest_kit::records::change_json;
+use ots_protocol::json::change_json;
 use ots_protocol::model::RowChange;
 use ots_testkit::{LocalServer, workload};
 use serde_json::{Value, json};

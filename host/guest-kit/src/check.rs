@@ -5,7 +5,7 @@ use ots_protocol::record::TunnelRecord;
 use ots_sandbox::Sandbox;
 use serde_json::{Value as Json, json};
 
-use crate::records::change_json;
+use ots_protocol::json::change_json;
 
 /// Runs `sandbox` over `records` of `table` as one batch and returns the output lines in
 /// record order. If the batch fails, each record is run on its own so the failing ones are

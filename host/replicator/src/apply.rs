@@ -10,7 +10,7 @@ use ots_tunnel::{Flow, RecordBatch, RecordSink, SinkError};
 
 use crate::end_time::{EndTracker, records_before};
 use crate::metrics::Metrics;
-use crate::processor::{Processor, ProcessorError};
+use crate::processor::{DeadLetterError, DeadLetters, Processor, ProcessorError};
 use crate::writer::{RowWriter, WriteError};
 
 /// Why a batch was not applied.
@@ -25,6 +25,9 @@ pub enum ApplyError {
         #[source]
         source: ProcessorError,
     },
+    /// Records the processor skipped could not be set aside.
+    #[error(transparent)]
+    DeadLetter(#[from] DeadLetterError),
     /// The destination write failed.
     #[error(transparent)]
     Write(#[from] WriteError),
@@ -37,6 +40,8 @@ impl ApplyError {
     pub fn is_retriable(&self) -> bool {
         let client_error = match self {
             Self::Processor { source, .. } => return source.is_retriable(),
+            // A full disk or a busy destination may clear; nothing of the batch was written.
+            Self::DeadLetter(_) => return true,
             Self::Write(WriteError::Request { error, .. }) => error,
             Self::Write(WriteError::Rows { first, .. }) => first,
         };
@@ -58,6 +63,7 @@ pub enum BatchOutcome {
 /// Applies batches of records to the destination.
 pub struct BatchApplier {
     processor: Arc<dyn Processor>,
+    dead_letters: DeadLetters,
     writer: RowWriter,
     end_time: Option<DateTime<Utc>>,
     metrics: Arc<Metrics>,
@@ -65,9 +71,10 @@ pub struct BatchApplier {
 }
 
 impl BatchApplier {
-    /// An applier writing through `writer`.
+    /// An applier writing through `writer`, setting skipped records aside in `dead_letters`.
     pub fn new(
         processor: Arc<dyn Processor>,
+        dead_letters: DeadLetters,
         writer: RowWriter,
         end_time: Option<DateTime<Utc>>,
         metrics: Arc<Metrics>,
@@ -75,6 +82,7 @@ impl BatchApplier {
     ) -> Self {
         Self {
             processor,
+            dead_letters,
             writer,
             end_time,
             metrics,
@@ -109,6 +117,15 @@ impl BatchApplier {
             })?;
             self.metrics
                 .records_dropped(records.len().saturating_sub(changes.rows.len()));
+            if !changes.skipped.is_empty() {
+                self.dead_letters.set_aside(&changes.skipped).await?;
+                tracing::warn!(
+                    channel,
+                    processor = self.processor.name(),
+                    skipped = changes.skipped.len(),
+                    "records set aside in the dead-letter sink"
+                );
+            }
             self.writer.write(&changes.rows).await?;
             let base = records.iter().filter(|r| r.sequence_info.is_none()).count();
             self.metrics.base_rows_written(base);

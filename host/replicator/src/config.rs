@@ -134,6 +134,7 @@ const PROCESSOR_KEYS: &[&str] = &[
     "callTimeoutMs",
     "memoryLimitMb",
     "deadLetter",
+    "deadLetterTable",
 ];
 
 /// Earlier spellings of `processor` keys, still accepted: (old, current).
@@ -164,8 +165,8 @@ pub struct ProcessorConfig {
     pub call_timeout: Duration,
     /// The most memory a guest instance may use, in bytes.
     pub memory_limit: usize,
-    /// Where records the guest skips are appended (JSON lines).
-    pub dead_letter: PathBuf,
+    /// Where records the guest skips are set aside.
+    pub dead_letter: DeadLetter,
 }
 
 /// Default deadline of one guest call.
@@ -173,7 +174,17 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default memory limit of a guest instance.
 pub const DEFAULT_MEMORY_LIMIT_MB: usize = 64;
 /// Default dead-letter file.
-pub const DEFAULT_DEAD_LETTER: &str = "otsrep-dead-letter.jsonl";
+pub const DEFAULT_DEAD_LETTER_TABLE: &str = "otsrep_dead_letter";
+
+/// Where a guest's skipped records are set aside, before their batch counts as done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetter {
+    /// A table on the destination instance (`processor.deadLetterTable`, the default), created
+    /// on first use: every worker process of the replication reaches it.
+    Table(String),
+    /// A JSON-lines file on this machine (`processor.deadLetter`).
+    File(PathBuf),
+}
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
@@ -184,7 +195,7 @@ impl Default for ProcessorConfig {
             guest_dir: None,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             memory_limit: DEFAULT_MEMORY_LIMIT_MB << 20,
-            dead_letter: PathBuf::from(DEFAULT_DEAD_LETTER),
+            dead_letter: DeadLetter::Table(DEFAULT_DEAD_LETTER_TABLE.into()),
         }
     }
 }
@@ -531,9 +542,19 @@ fn processor_config(mut section: Section) -> Result<ProcessorConfig, ConfigError
         }
     };
     let dead_letter_key = section.spelling("deadLetter")?;
-    let dead_letter = section
-        .optional_string(dead_letter_key)?
-        .map_or_else(|| PathBuf::from(DEFAULT_DEAD_LETTER), PathBuf::from);
+    let file = section.optional_string(dead_letter_key)?;
+    let table = section.optional_string("deadLetterTable")?;
+    let dead_letter = match (file, table) {
+        (Some(_), Some(_)) => {
+            return Err(key_error(
+                section.path("deadLetterTable"),
+                format!("set either `{dead_letter_key}` (a file) or `deadLetterTable`, not both"),
+            ));
+        }
+        (Some(file), None) => DeadLetter::File(PathBuf::from(file)),
+        (None, Some(table)) => DeadLetter::Table(table),
+        (None, None) => DeadLetter::Table(DEFAULT_DEAD_LETTER_TABLE.into()),
+    };
     Ok(ProcessorConfig {
         section: section.path.clone(),
         source,
@@ -1090,7 +1111,7 @@ mod tests {
         assert_eq!(limited.processors[0].memory_limit, 16 << 20);
         assert_eq!(
             limited.processors[0].dead_letter,
-            PathBuf::from("/var/dl.jsonl")
+            DeadLetter::File(PathBuf::from("/var/dl.jsonl"))
         );
         let camel = text.replace(
             "guest_dir = \"/opt/guests\"",
@@ -1102,8 +1123,31 @@ mod tests {
         assert_eq!(camel.processors[0].memory_limit, 8 << 20);
         assert_eq!(
             camel.processors[0].dead_letter,
-            PathBuf::from("/var/x.jsonl")
+            DeadLetter::File(PathBuf::from("/var/x.jsonl"))
         );
+        assert_eq!(
+            config.processors[0].dead_letter,
+            DeadLetter::Table(DEFAULT_DEAD_LETTER_TABLE.into()),
+            "skipped records go to a table every worker reaches unless told"
+        );
+        let table = text.replace(
+            "guest_dir = \"/opt/guests\"",
+            "deadLetterTable = \"skipped\"",
+        );
+        assert_eq!(
+            ReplicatorConfig::parse(&table, Format::Toml, no_env)
+                .unwrap()
+                .processors[0]
+                .dead_letter,
+            DeadLetter::Table("skipped".into())
+        );
+        let both_sinks = text.replace(
+            "guest_dir = \"/opt/guests\"",
+            "deadLetterTable = \"skipped\"\ndeadLetter = \"x.jsonl\"",
+        );
+        assert!(error(&both_sinks, Format::Toml).starts_with(
+            "config key `processor.deadLetterTable`: set either `deadLetter` (a file) or `deadLetterTable`, not both"
+        ));
         let both = text.replace(
             "guest_dir = \"/opt/guests\"",
             "guest_dir = \"/a\"\nguestDir = \"/b\"",

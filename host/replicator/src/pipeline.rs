@@ -14,7 +14,7 @@ use crate::config::ReplicatorConfig;
 use crate::end_time::EndTracker;
 use crate::metrics::{self, Metrics, MetricsSnapshot};
 use crate::monitor;
-use crate::processor::{self, Processor};
+use crate::processor::{self, DeadLetters, Processor};
 use crate::setup::{self, SetupError};
 use crate::writer::RowWriter;
 
@@ -201,6 +201,7 @@ pub async fn replicate(
     let ends = Arc::new(EndTracker::default());
     let applier = Arc::new(BatchApplier::new(
         processor,
+        DeadLetters::new(destination.clone()),
         RowWriter::new(
             destination,
             destination_table.clone(),

@@ -4,8 +4,7 @@ use chrono::{DateTime, Utc};
 use ots_client::{Client, ClientError};
 use ots_protocol::error::ErrorCode;
 use ots_protocol::pb::table::{
-    CapacityUnit, CreateTableRequest, DescribeTableResponse, ReservedThroughput, TableMeta,
-    TableOptions,
+    CreateTableRequest, DescribeTableResponse, ReservedThroughput, TableMeta, TableOptions,
 };
 use ots_protocol::pb::tunnel::{StartOffsetFlag, StreamTunnelConfig, TunnelInfo, TunnelType};
 
@@ -181,12 +180,7 @@ pub fn destination_table_request(
             defined_column: source.table_meta.defined_column.clone(),
             ..Default::default()
         },
-        reserved_throughput: ReservedThroughput {
-            capacity_unit: CapacityUnit {
-                read: Some(0),
-                write: Some(0),
-            },
-        },
+        reserved_throughput: ReservedThroughput::none(),
         table_options: Some(TableOptions {
             time_to_live: Some(source.table_options.time_to_live.unwrap_or(-1)),
             max_versions: Some(source.table_options.max_versions.unwrap_or(1)),

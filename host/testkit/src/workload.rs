@@ -12,8 +12,8 @@ use ots_protocol::model::{
     Cell, ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value,
 };
 use ots_protocol::pb::table::{
-    CapacityUnit, CreateTableRequest, PrimaryKeySchema, PrimaryKeyType, ReservedThroughput,
-    StreamSpecification, TableMeta, TableOptions,
+    CreateTableRequest, PrimaryKeySchema, PrimaryKeyType, ReservedThroughput, StreamSpecification,
+    TableMeta, TableOptions,
 };
 
 /// Why the workload could not write.
@@ -78,12 +78,7 @@ pub fn source_table_request(table: &str) -> CreateTableRequest {
             defined_column: Vec::new(),
             ..Default::default()
         },
-        reserved_throughput: ReservedThroughput {
-            capacity_unit: CapacityUnit {
-                read: Some(0),
-                write: Some(0),
-            },
-        },
+        reserved_throughput: ReservedThroughput::none(),
         table_options: Some(TableOptions {
             time_to_live: Some(-1),
             max_versions: Some(SOURCE_MAX_VERSIONS),

@@ -190,6 +190,19 @@ pub struct ReservedThroughput {
     pub capacity_unit: CapacityUnit,
 }
 
+impl ReservedThroughput {
+    /// No reserved read or write capacity: a pay-per-request table, what every table this
+    /// project creates asks for.
+    pub fn none() -> Self {
+        Self {
+            capacity_unit: CapacityUnit {
+                read: Some(0),
+                write: Some(0),
+            },
+        }
+    }
+}
+
 /// Capacity a call consumed.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ConsumedCapacity {

@@ -4,7 +4,8 @@
 //! What one stage returns is what the next one reads: every row change becomes a record with
 //! the sequence of the source record it came from, so name changes, drops and replacements
 //! compose and a later stage still tells stream records from base data. A failing stage fails
-//! the whole batch (nothing of it is written), with the stage's guest named in the error.
+//! the whole batch (nothing of it is written), with the stage's guest named in the error;
+//! records any stage skips are returned for that stage's dead-letter sink.
 
 use std::sync::Arc;
 
@@ -53,10 +54,12 @@ impl Processor for Chain {
                     sequence_info: records[origin].sequence_info,
                 })
                 .collect();
-            let next = stage.process(&inputs)?;
+            let mut next = stage.process(&inputs)?;
+            changes.skipped.append(&mut next.skipped);
             changes = Changes {
                 origins: next.origins.iter().map(|&i| changes.origins[i]).collect(),
                 rows: next.rows,
+                skipped: changes.skipped,
             };
         }
         Ok(changes)

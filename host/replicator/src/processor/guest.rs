@@ -8,11 +8,11 @@ use std::time::Instant;
 use ots_protocol::record::TunnelRecord;
 use ots_sandbox::{GuestSource, Limits, Sandbox, SandboxError};
 
-use super::{Changes, DeadLetter, Processor, ProcessorError, StageReport, StageStats};
-use crate::config::{ProcessorConfig, ProcessorSource};
+use super::{Changes, Processor, ProcessorError, Skipped, StageReport, StageStats};
+use crate::config::{DeadLetter, ProcessorConfig, ProcessorSource};
 
-/// A guest running in the sandbox over one source table's records; what it skips goes to its
-/// dead-letter file.
+/// A guest running in the sandbox over one source table's records; what it skips is returned
+/// for its dead-letter sink.
 pub struct GuestProcessor {
     sandbox: Sandbox,
     source_table: String,
@@ -30,31 +30,23 @@ impl Processor for GuestProcessor {
         let result = self.sandbox.process(&self.source_table, records);
         self.stats.called(records.len(), started.elapsed());
         let processed = result.inspect_err(|e| self.stats.failed(e.kind.label()))?;
-        if !processed.skipped.is_empty() {
-            self.dead_letter
-                .append(
-                    self.sandbox.name(),
-                    &self.source_table,
-                    records,
-                    &processed.skipped,
-                )
-                .map_err(|source| ProcessorError::DeadLetter {
-                    path: self.dead_letter.path().to_owned(),
-                    source,
-                })
-                .inspect_err(|e| self.stats.failed(e.kind()))?;
-            tracing::warn!(
-                guest = self.sandbox.name(),
-                skipped = processed.skipped.len(),
-                file = %self.dead_letter.path().display(),
-                "records set aside in the dead-letter file"
-            );
-        }
         self.stats
             .produced(processed.changes.len(), processed.skipped.len());
+        let skipped = processed
+            .skipped
+            .into_iter()
+            .map(|s| Skipped {
+                sink: self.dead_letter.clone(),
+                guest: self.sandbox.name().to_owned(),
+                table: self.source_table.clone(),
+                record: records[s.index].clone(),
+                reason: s.message,
+            })
+            .collect();
         Ok(Changes {
             rows: processed.changes,
             origins: processed.origins,
+            skipped,
         })
     }
 
@@ -111,7 +103,7 @@ pub fn load(
     Ok(Arc::new(GuestProcessor {
         sandbox: load_sandbox(config)?,
         source_table: source_table.to_owned(),
-        dead_letter: DeadLetter::new(config.dead_letter.clone()),
+        dead_letter: config.dead_letter.clone(),
         stats: StageStats::default(),
     }))
 }

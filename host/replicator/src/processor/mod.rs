@@ -2,8 +2,9 @@
 //!
 //! In production the processor is a sandboxed WebAssembly guest ([`GuestProcessor`], loaded by
 //! [`load`] from the config's `[processor]` section), or a [`Chain`] of them from its
-//! `[[processors]]` list; records a guest skips go to its [`DeadLetter`] file before their batch
-//! counts as done. A processor may name its own target table, which replaces the configured
+//! `[[processors]]` list. Records a guest skips come back with the batch's changes
+//! ([`Skipped`]); the apply stage sets them aside in their [`DeadLetters`] sink before the
+//! batch counts as done. A processor may name its own target table, which replaces the configured
 //! destination ([`crate::pipeline::destination_table`]). Each guest keeps its own
 //! [`StageStats`] for the metrics endpoint.
 
@@ -12,14 +13,12 @@ mod dead_letter;
 mod guest;
 mod stats;
 
-use std::path::PathBuf;
-
 use ots_protocol::model::RowChange;
 use ots_protocol::record::TunnelRecord;
 use ots_sandbox::SandboxError;
 
 pub use chain::{Chain, ChainLoadError, load_chain};
-pub use dead_letter::DeadLetter;
+pub use dead_letter::{DeadLetterError, DeadLetters, Skipped};
 pub use guest::{GuestProcessor, LoadError, load, load_sandbox};
 pub use stats::{StageReport, StageSnapshot, StageStats, render_stages};
 
@@ -31,6 +30,8 @@ pub struct Changes {
     /// For each row change, the index of the record it came from: the next processor of a
     /// chain sees a change as a record with that record's sequence.
     pub origins: Vec<usize>,
+    /// Records a guest set aside instead.
+    pub skipped: Vec<Skipped>,
 }
 
 impl Changes {
@@ -39,6 +40,7 @@ impl Changes {
         Self {
             rows: records.iter().map(|r| r.change.clone()).collect(),
             origins: (0..records.len()).collect(),
+            skipped: Vec::new(),
         }
     }
 }
@@ -71,24 +73,13 @@ pub enum ProcessorError {
     /// or its own request to retry the batch or to stop.
     #[error(transparent)]
     Guest(#[from] SandboxError),
-    /// Records the guest skipped could not be set aside, so the batch must not count as done.
-    #[error("cannot write skipped records to the dead-letter file {path}")]
-    DeadLetter {
-        /// The dead-letter file.
-        path: PathBuf,
-        /// What went wrong.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 impl ProcessorError {
-    /// Whether processing the same batch again may succeed: the guest asked for a retry, or
-    /// the dead-letter file could not be written (a full disk may clear).
+    /// Whether processing the same batch again may succeed: the guest asked for a retry.
     pub fn is_retriable(&self) -> bool {
         match self {
             Self::Guest(error) => error.is_retriable(),
-            Self::DeadLetter { .. } => true,
         }
     }
 
@@ -96,7 +87,6 @@ impl ProcessorError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Guest(error) => error.kind.label(),
-            Self::DeadLetter { .. } => "dead_letter",
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The JSON-lines form of records and row changes that `otsrep processor test` reads and
-//! prints.
+//! The JSON form of records and row changes: what `otsrep processor test` reads and prints,
+//! and what the dead-letter sinks keep of a skipped record (so it can be fed back to a guest).
 //!
 //! A record is one JSON object per line:
 //!
@@ -19,11 +19,11 @@
 //! `{"record": i, "error": message}`, in record order, so an expected-output file is the same
 //! lines.
 
-use ots_protocol::model::{
+use crate::model::{
     Cell, ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value,
 };
-use ots_protocol::plainbuffer::SequenceInfo;
-use ots_protocol::record::TunnelRecord;
+use crate::plainbuffer::SequenceInfo;
+use crate::record::TunnelRecord;
 use serde_json::{Map, Value as Json, json};
 
 /// Parses one record line; the error says what is wrong with it.

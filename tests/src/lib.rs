@@ -69,6 +69,18 @@ pub const VERIFY_OPTIONS: ots_replicator::verify::VerifyOptions =
         page_size: 500,
     };
 
+/// A write load of 40-row batches over `table`'s rows `0..rows` and a tenth more (so some
+/// writes create rows), pausing `pause` between batches.
+pub fn write_load(client: &Client, table: &str, rows: i64, pause: Duration) -> workload::WriteLoad {
+    workload::WriteLoad::start(
+        client.clone(),
+        table.to_owned(),
+        rows + rows / 10,
+        40,
+        pause,
+    )
+}
+
 /// Runs a write load on `table` (rows `0..rows` and a tenth more) until `margin` before
 /// `end`, then makes every channel see a record past the end without changing the table's
 /// contents. The margin leaves room for the load's last batch to commit (with its retries)
@@ -80,13 +92,7 @@ pub async fn write_until(
     end: chrono::DateTime<chrono::Utc>,
     margin: Duration,
 ) -> u64 {
-    let load = workload::WriteLoad::start(
-        client.clone(),
-        table.to_owned(),
-        rows + rows / 10,
-        40,
-        Duration::from_millis(50),
-    );
+    let load = write_load(client, table, rows, Duration::from_millis(50));
     let until = (end - chrono::Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(until.saturating_sub(margin)).await;
     let written = load.stop().await.expect("the write load");

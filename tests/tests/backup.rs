@@ -70,13 +70,7 @@ impl Backup {
 }
 
 fn load(client: &Client) -> WriteLoad {
-    WriteLoad::start(
-        client.clone(),
-        SOURCE.into(),
-        ROWS + ROWS / 10,
-        40,
-        Duration::from_millis(30),
-    )
+    ots_e2e::write_load(client, SOURCE, ROWS, Duration::from_millis(30))
 }
 
 /// Pauses the writers, notes the instant and reads the source's exact contents, then

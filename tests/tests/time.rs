@@ -19,13 +19,7 @@ const SOURCE: &str = "src";
 const ROWS: i64 = 800;
 
 fn load(client: &ots_client::Client) -> WriteLoad {
-    WriteLoad::start(
-        client.clone(),
-        SOURCE.into(),
-        ROWS + ROWS / 10,
-        40,
-        Duration::from_millis(30),
-    )
+    ots_e2e::write_load(client, SOURCE, ROWS, Duration::from_millis(30))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -11,10 +11,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
+use ots_client::rows::{RangeQuery, ReadOptions};
 use ots_guest_kit::toolchain::{self, Toolchain};
 use ots_guest_kit::{check, scaffold};
 use ots_protocol::json;
-use ots_protocol::model::{PrimaryKeyValue, RowChange};
+use ots_protocol::model::RowChange;
 use ots_protocol::record::TunnelRecord;
 use ots_replicator::config::{ProcessorConfig, ProcessorSource, ReplicatorConfig};
 
@@ -238,19 +239,10 @@ async fn sample(config: &Path, rows: usize) -> anyhow::Result<(String, Vec<Tunne
         .describe_table(&table)
         .await
         .with_context(|| format!("describing the source table {table}"))?;
-    let meta = &description.table_meta;
     let rows = client
-        .get_range(ots_client::rows::RangeQuery {
-            table: table.clone(),
-            start: meta.bound(PrimaryKeyValue::InfMin),
-            end: meta.bound(PrimaryKeyValue::InfMax),
-            backward: false,
+        .get_range(RangeQuery {
             limit: Some(rows),
-            page_size: None,
-            options: ots_client::rows::ReadOptions {
-                columns_to_get: Vec::new(),
-                max_versions: 1,
-            },
+            ..RangeQuery::whole_table(&description.table_meta, ReadOptions::default())
         })
         .collect_all()
         .await

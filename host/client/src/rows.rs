@@ -1,7 +1,7 @@
 //! Row APIs: single-row reads and writes, paged range reads, batch reads and batch writes.
 
 use ots_protocol::error::ErrorCode;
-use ots_protocol::model::{PrimaryKey, Row, RowChange, RowExistence};
+use ots_protocol::model::{PrimaryKey, PrimaryKeyValue, Row, RowChange, RowExistence};
 use ots_protocol::pb::table::*;
 use ots_protocol::plainbuffer;
 
@@ -47,6 +47,22 @@ pub struct RangeQuery {
     pub page_size: Option<i32>,
     /// Columns and versions.
     pub options: ReadOptions,
+}
+
+impl RangeQuery {
+    /// Every row of the table `meta` describes, forward, in one read with `options`; callers
+    /// set a limit or a page size on the result.
+    pub fn whole_table(meta: &TableMeta, options: ReadOptions) -> Self {
+        Self {
+            table: meta.table_name.clone(),
+            start: meta.bound(PrimaryKeyValue::InfMin),
+            end: meta.bound(PrimaryKeyValue::InfMax),
+            backward: false,
+            limit: None,
+            page_size: None,
+            options,
+        }
+    }
 }
 
 /// Reads a range page by page, following the service's next start key.

@@ -112,25 +112,18 @@ pub fn local_config(
 /// Every row of `table` with every version it keeps, in key order: the table's exact
 /// contents, to compare a copy or a restore with.
 pub async fn table_contents(client: &Client, table: &str) -> Vec<ots_protocol::model::Row> {
-    use ots_protocol::model::PrimaryKeyValue;
     let description = client
         .describe_table(table)
         .await
         .expect("the table exists");
-    let bound = |value| description.table_meta.bound(value);
     client
-        .get_range(ots_client::rows::RangeQuery {
-            table: table.to_owned(),
-            start: bound(PrimaryKeyValue::InfMin),
-            end: bound(PrimaryKeyValue::InfMax),
-            backward: false,
-            limit: None,
-            page_size: None,
-            options: ots_client::rows::ReadOptions {
+        .get_range(ots_client::rows::RangeQuery::whole_table(
+            &description.table_meta,
+            ots_client::rows::ReadOptions {
                 columns_to_get: Vec::new(),
                 max_versions: description.table_options.max_versions.unwrap_or(1),
             },
-        })
+        ))
         .collect_all()
         .await
         .expect("reading the whole table")

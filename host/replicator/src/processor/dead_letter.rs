@@ -177,12 +177,10 @@ fn group<'a, K: PartialEq>(groups: &mut Vec<(K, Vec<&'a Skipped>)>, key: K, skip
 /// A skipped record's row: keyed by guest, source table and the record's log position (or,
 /// for a full-data row, its key), so setting the same record aside twice writes one row.
 fn row(s: &Skipped) -> RowChange {
+    let record = record_json(&s.record);
     let position = match s.record.sequence_info {
         Some(q) => format!("{}:{}:{}", q.epoch, q.timestamp, q.row_index),
-        None => format!(
-            "base:{}",
-            ots_protocol::json::change_json(&s.record.change)["key"]
-        ),
+        None => format!("base:{}", record["key"]),
     };
     let text = |name: &str, value: String| Cell {
         name: name.into(),
@@ -198,7 +196,7 @@ fn row(s: &Skipped) -> RowChange {
             text("guest", s.guest.clone()),
             text("source_table", s.table.clone()),
             text("reason", s.reason.clone()),
-            text("record", record_json(&s.record).to_string()),
+            text("record", record.to_string()),
             text("time", chrono::Utc::now().to_rfc3339()),
         ],
     }

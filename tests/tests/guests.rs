@@ -401,3 +401,54 @@ async fn skipped_records_go_to_the_dead_letter_table_by_default() {
     .await;
     assert_matches(&report);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fan_out_guest_copies_every_record_to_two_tables_exactly() {
+    let server = LocalServer::start().await;
+    let client = source_with_rows(&server).await;
+    let mut config = server.config(
+        SOURCE,
+        "fan_out_tunnel",
+        "main_copy",
+        ProcessorConfig {
+            tables: vec!["audit_copy".into(), "archive_copy".into()],
+            ..guest(
+                "route",
+                serde_json::json!({"copies": ["audit_copy", "archive_copy"]}),
+            )
+        },
+    );
+    let end = chrono::Utc::now() + chrono::Duration::seconds(6);
+    config.end_time = Some(end);
+    let replication = tokio::spawn(async move { replicate(&config).await });
+    write_load_until(&client, end).await;
+    let summary = replication.await.unwrap().unwrap();
+    assert_eq!(summary.reason, StopReason::EndTime);
+    assert!(summary.metrics.stream_records_applied > 0, "{summary}");
+    for table in ["main_copy", "audit_copy", "archive_copy"] {
+        let report = compare(&client, table, &Some).await;
+        assert_matches(&report);
+        assert!(
+            report.destination_rows() > ROWS as u64 / 2,
+            "{table}: {report}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_guest_routing_to_an_unlisted_table_stops_the_run_naming_the_table() {
+    let server = LocalServer::start().await;
+    let _client = source_with_rows(&server).await;
+    let config = server.config(
+        SOURCE,
+        "unlisted_tunnel",
+        "main_copy",
+        guest("route", serde_json::json!({"copies": ["elsewhere"]})),
+    );
+    let error = replicate(&config).await.unwrap_err();
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("routes a change to table `elsewhere`, but its config lists no `tables`"),
+        "{text}"
+    );
+}

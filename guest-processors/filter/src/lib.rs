@@ -142,7 +142,7 @@ impl Filter {
         } else if record.sequence.is_none() {
             Action::Drop
         } else {
-            Action::Replace(vec![RowChange {
+            Action::replace(vec![RowChange {
                 kind: ChangeKind::Delete,
                 primary_key: record.keys().to_vec(),
                 columns: Vec::new(),

@@ -76,7 +76,7 @@ impl Processor for Misbehave {
                     })
                     .collect();
                 let mut actions = vec![Action::Keep; batch.records.len()];
-                actions[at] = Action::Replace(vec![RowChange {
+                actions[at] = Action::replace(vec![RowChange {
                     kind: ChangeKind::Delete,
                     primary_key: key,
                     columns: Vec::new(),

@@ -36,10 +36,17 @@ pub mod bindings {
 }
 
 pub use bindings::log as host_log;
+/// What becomes of one record: WIT 0.3.0's `routed-action` (0.2.0's `action` is not used by
+/// guests built with this SDK).
+pub use bindings::ots::processor::types::RoutedAction as Action;
+/// The fate of a batch's records: WIT 0.3.0's `routed-outcome`.
+pub use bindings::ots::processor::types::RoutedOutcome as Outcome;
+/// The result of `process`: WIT 0.3.0's `routed-output`.
+pub use bindings::ots::processor::types::RoutedOutput as BatchOutput;
 pub use bindings::ots::processor::types::{
-    Action, Batch, BatchOutput, ChangeKind, Column, ColumnInterest, ColumnOp, FailureAction,
-    Interest, KeyColumn, LogLevel, NameChange, NameId, Outcome, ProcessorError, ProcessorInfo,
-    RowChange, SequenceInfo, StreamRecord, Value,
+    Batch, ChangeKind, Column, ColumnInterest, ColumnOp, FailureAction, Interest, KeyColumn,
+    LogLevel, NameChange, NameId, ProcessorError, ProcessorInfo, RoutedChange, RowChange,
+    SequenceInfo, StreamRecord, Value,
 };
 #[doc(hidden)]
 pub use bindings::{Guest, export_processor_world};
@@ -99,6 +106,41 @@ impl BatchOutput {
     pub fn with_name_changes(mut self, changes: Vec<NameChange>) -> Self {
         self.name_changes = changes;
         self
+    }
+}
+
+impl Action {
+    /// Write `changes` instead of the record, to the replication's destination.
+    pub fn replace(changes: Vec<RowChange>) -> Self {
+        Self::Replace(
+            changes
+                .into_iter()
+                .map(|c| RoutedChange::to(None, c))
+                .collect(),
+        )
+    }
+}
+
+impl RoutedChange {
+    /// `change`, written to `table` (one the processor's config lists in `tables`), or to the
+    /// replication's destination for `None`.
+    pub fn to(table: Option<&str>, change: RowChange) -> Self {
+        Self {
+            table: table.map(str::to_owned),
+            change,
+        }
+    }
+}
+
+impl RowChange {
+    /// The change `record` carries: its kind, key and columns, as far as the guest reads them
+    /// (a guest that writes copies of records reads the key and every column).
+    pub fn of_record(record: &StreamRecord) -> Self {
+        Self {
+            kind: record.kind,
+            primary_key: record.keys().to_vec(),
+            columns: record.columns().to_vec(),
+        }
     }
 }
 

@@ -54,7 +54,7 @@ pub struct BuildArgs {
 /// Arguments of `processor test`.
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// A built-in guest (`replicate`, `filter`, `rename`).
+    /// A built-in guest (`replicate`, `filter`, `rename`, `route`).
     #[arg(long, conflicts_with = "file")]
     name: Option<String>,
     /// A component file of your own.
@@ -63,6 +63,10 @@ pub struct TestArgs {
     /// The options handed to the guest's init, a JSON object.
     #[arg(long, default_value = "{}")]
     options: String,
+    /// A table the guest may route row changes to (the processor config's `tables`); repeat
+    /// for several.
+    #[arg(long = "route-to", value_name = "TABLE")]
+    tables: Vec<String>,
     /// Records to run, one JSON object per line (`-` for standard input); the format is in
     /// docs/guests.md.
     #[arg(
@@ -149,6 +153,7 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             (None, None) => ProcessorSource::Builtin("replicate".into()),
         },
         options,
+        tables: args.tables.clone(),
         ..ProcessorConfig::default()
     };
     let (table, records) = match (&args.records, &args.sample_from) {

@@ -2,7 +2,7 @@
 //! expected: the pure half of `otsrep processor test`.
 
 use ots_protocol::record::TunnelRecord;
-use ots_sandbox::Sandbox;
+use ots_sandbox::{Processed, Sandbox};
 use serde_json::{Value as Json, json};
 
 use ots_protocol::json::change_json;
@@ -18,18 +18,7 @@ pub fn run(
 ) -> (Vec<Json>, Option<String>) {
     match sandbox.process(table, records) {
         Ok(processed) => {
-            let mut lines: Vec<(usize, Json)> = processed
-                .origins
-                .iter()
-                .zip(&processed.changes)
-                .map(|(&i, change)| (i, json!({"record": i, "change": change_json(change)})))
-                .collect();
-            lines.extend(
-                processed
-                    .skipped
-                    .iter()
-                    .map(|s| (s.index, json!({"record": s.index, "skipped": s.message}))),
-            );
+            let mut lines: Vec<(usize, Json)> = output_lines(&processed, |i| i).collect();
             lines.sort_by_key(|(i, _)| *i);
             (lines.into_iter().map(|(_, line)| line).collect(), None)
         }
@@ -37,20 +26,7 @@ pub fn run(
             let mut lines = Vec::new();
             for (i, record) in records.iter().enumerate() {
                 match sandbox.process(table, std::slice::from_ref(record)) {
-                    Ok(processed) => {
-                        lines.extend(
-                            processed
-                                .changes
-                                .iter()
-                                .map(|change| json!({"record": i, "change": change_json(change)})),
-                        );
-                        lines.extend(
-                            processed
-                                .skipped
-                                .iter()
-                                .map(|s| json!({"record": i, "skipped": s.message})),
-                        );
-                    }
+                    Ok(processed) => lines.extend(output_lines(&processed, |_| i).map(|(_, l)| l)),
                     Err(e) => lines.push(json!({"record": i, "error": e.kind.to_string()})),
                 }
             }
@@ -61,6 +37,32 @@ pub fn run(
             (lines, Some(note))
         }
     }
+}
+
+/// The lines of `processed`, changes then skips, each beside the index (through `record`) of
+/// the record it came from. A routed change names its table.
+fn output_lines(
+    processed: &Processed,
+    record: impl Fn(usize) -> usize + Copy,
+) -> impl Iterator<Item = (usize, Json)> {
+    let changes = processed
+        .origins
+        .iter()
+        .zip(&processed.changes)
+        .zip(&processed.tables)
+        .map(move |((&origin, change), table)| {
+            let i = record(origin);
+            let mut line = json!({"record": i, "change": change_json(change)});
+            if let Some(table) = table {
+                line["table"] = json!(&**table);
+            }
+            (i, line)
+        });
+    let skips = processed.skipped.iter().map(move |s| {
+        let i = record(s.index);
+        (i, json!({"record": i, "skipped": s.message}))
+    });
+    changes.chain(skips)
 }
 
 /// The differences between produced and expected lines, one message each, naming the line.

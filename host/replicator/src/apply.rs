@@ -126,7 +126,9 @@ impl BatchApplier {
                     "records set aside in the dead-letter sink"
                 );
             }
-            self.writer.write(&changes.rows).await?;
+            self.writer
+                .write_routed(changes.rows, changes.tables)
+                .await?;
             let base = records.iter().filter(|r| r.sequence_info.is_none()).count();
             self.metrics.base_rows_written(base);
             self.metrics.stream_records_applied(records.len() - base);

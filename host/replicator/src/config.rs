@@ -135,6 +135,7 @@ const PROCESSOR_KEYS: &[&str] = &[
     "memoryLimitMb",
     "deadLetter",
     "deadLetterTable",
+    "tables",
 ];
 
 /// Earlier spellings of `processor` keys, still accepted: (old, current).
@@ -146,7 +147,7 @@ const LEGACY_PROCESSOR_KEYS: &[(&str, &str)] = &[
 ];
 
 /// The names of the guests shipped with the tool.
-pub const BUILTIN_PROCESSORS: [&str; 3] = ["replicate", "filter", "rename"];
+pub const BUILTIN_PROCESSORS: [&str; 4] = ["replicate", "filter", "rename", "route"];
 
 /// A processor section: which guest and the options passed to its init. A replication runs
 /// one (`[processor]`) or a chain of them in order (`[[processors]]`, a JSON array).
@@ -167,6 +168,9 @@ pub struct ProcessorConfig {
     pub memory_limit: usize,
     /// Where records the guest skips are set aside.
     pub dead_letter: DeadLetter,
+    /// The tables besides the destination the guest may route row changes to (WIT 0.3.0's
+    /// `routed-change`); each is created from the source table's schema when missing.
+    pub tables: Vec<String>,
 }
 
 /// Default deadline of one guest call.
@@ -196,6 +200,7 @@ impl Default for ProcessorConfig {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             memory_limit: DEFAULT_MEMORY_LIMIT_MB << 20,
             dead_letter: DeadLetter::Table(DEFAULT_DEAD_LETTER_TABLE.into()),
+            tables: Vec::new(),
         }
     }
 }
@@ -555,6 +560,7 @@ fn processor_config(mut section: Section) -> Result<ProcessorConfig, ConfigError
         (None, Some(table)) => DeadLetter::Table(table),
         (None, None) => DeadLetter::Table(DEFAULT_DEAD_LETTER_TABLE.into()),
     };
+    let tables = section.optional_strings("tables")?;
     Ok(ProcessorConfig {
         section: section.path.clone(),
         source,
@@ -563,6 +569,7 @@ fn processor_config(mut section: Section) -> Result<ProcessorConfig, ConfigError
         call_timeout,
         memory_limit,
         dead_letter,
+        tables,
     })
 }
 
@@ -728,6 +735,45 @@ impl Section {
                 format!("must be a string, got {}", kind(&other)),
             )),
         }
+    }
+
+    /// A list of non-empty strings, each once; empty when the key is absent.
+    fn optional_strings(&mut self, key: &str) -> Result<Vec<String>, ConfigError> {
+        let items = match self.take(key) {
+            None => return Ok(Vec::new()),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                return Err(key_error(
+                    self.path(key),
+                    format!("must be a list of strings, got {}", kind(&other)),
+                ));
+            }
+        };
+        let mut strings: Vec<String> = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            match item {
+                Value::String(s) if s.trim().is_empty() => {
+                    return Err(key_error(
+                        format!("{}[{i}]", self.path(key)),
+                        "must not be empty",
+                    ));
+                }
+                Value::String(s) if strings.contains(&s) => {
+                    return Err(key_error(
+                        format!("{}[{i}]", self.path(key)),
+                        format!("{s:?} is listed twice"),
+                    ));
+                }
+                Value::String(s) => strings.push(s),
+                other => {
+                    return Err(key_error(
+                        format!("{}[{i}]", self.path(key)),
+                        format!("must be a string, got {}", kind(&other)),
+                    ));
+                }
+            }
+        }
+        Ok(strings)
     }
 
     fn optional_bool(&mut self, key: &str) -> Result<Option<bool>, ConfigError> {
@@ -1224,6 +1270,33 @@ mod tests {
         assert!(error(&not_a_list, Format::Json).starts_with(
             "config key `processors`: must be an array of processor tables ([[processors]] in TOML), got an object"
         ));
+        let routed = format!(
+            r#"{head}, "processor": {{"name": "route", "tables": ["audit", "archive"]}}}}"#
+        );
+        let routed = ReplicatorConfig::parse(&routed, Format::Json, no_env).unwrap();
+        assert_eq!(routed.processors[0].tables, ["audit", "archive"]);
+        for (tables, problem) in [
+            (
+                r#""audit""#,
+                "`processor.tables`: must be a list of strings, got a string",
+            ),
+            (
+                r#"["a", "a"]"#,
+                "`processor.tables[1]`: \"a\" is listed twice",
+            ),
+            (
+                r#"["a", 3]"#,
+                "`processor.tables[1]`: must be a string, got a number",
+            ),
+            (r#"[" "]"#, "`processor.tables[0]`: must not be empty"),
+        ] {
+            let text = format!(r#"{head}, "processor": {{"tables": {tables}}}}}"#);
+            let message = error(&text, Format::Json);
+            assert!(
+                message.starts_with(&format!("config key {problem}")),
+                "{message}"
+            );
+        }
         let typo = chain.replace("memoryLimitMb", "memoryLimit");
         assert!(
             error(&typo, Format::Json).starts_with(

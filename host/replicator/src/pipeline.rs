@@ -156,13 +156,10 @@ pub async fn replicate(
         reachable(side, client).await?;
     }
     setup::ensure_source_stream(&source, &config.source.table_name, config.enable_stream).await?;
-    setup::ensure_destination_table(
-        &source,
-        &config.source.table_name,
-        &destination,
-        &destination_table,
-    )
-    .await?;
+    for table in std::iter::once(destination_table.clone()).chain(processor.routed_tables()) {
+        setup::ensure_destination_table(&source, &config.source.table_name, &destination, &table)
+            .await?;
+    }
     let tunnel_id = setup::ensure_tunnel(
         &source,
         &config.source.table_name,

@@ -74,7 +74,7 @@ pub fn is_idempotent(change: &RowChange) -> bool {
     }
 }
 
-/// Writes row changes to one destination table.
+/// Writes row changes to the destination table, or to the tables a processor routed them to.
 #[derive(Debug, Clone)]
 pub struct RowWriter {
     client: Client,
@@ -84,7 +84,7 @@ pub struct RowWriter {
 }
 
 impl RowWriter {
-    /// A writer of `table` sending at most `batch_size` rows per request.
+    /// A writer of `table` (the destination) sending at most `batch_size` rows per request.
     pub fn new(client: Client, table: String, batch_size: usize, metrics: Arc<Metrics>) -> Self {
         Self {
             client,
@@ -94,23 +94,52 @@ impl RowWriter {
         }
     }
 
-    /// Applies `changes` in order; returns once every one is durable, or the first failure.
+    /// Applies `changes` to the destination in order; returns once every one is durable, or
+    /// at the first failure.
     pub async fn write(&self, changes: &[RowChange]) -> Result<(), WriteError> {
-        for range in split_batches(changes, self.batch_size) {
-            self.write_batch(&changes[range]).await?;
+        self.write_to(&self.table, changes).await
+    }
+
+    /// Applies `changes` in order, each to its table in `tables` (`None`: the destination).
+    /// Tables are written one after another, each table's changes in their order.
+    pub async fn write_routed(
+        &self,
+        changes: Vec<RowChange>,
+        tables: Vec<Option<Arc<str>>>,
+    ) -> Result<(), WriteError> {
+        if tables.iter().all(Option::is_none) {
+            return self.write(&changes).await;
+        }
+        let mut routed: Vec<(Option<Arc<str>>, Vec<RowChange>)> = Vec::new();
+        for (change, table) in changes.into_iter().zip(tables) {
+            match routed.iter_mut().find(|(t, _)| *t == table) {
+                Some((_, list)) => list.push(change),
+                None => routed.push((table, vec![change])),
+            }
+        }
+        for (table, changes) in routed {
+            self.write_to(table.as_deref().unwrap_or(&self.table), &changes)
+                .await?;
         }
         Ok(())
     }
 
-    async fn write_batch(&self, batch: &[RowChange]) -> Result<(), WriteError> {
+    async fn write_to(&self, table: &str, changes: &[RowChange]) -> Result<(), WriteError> {
+        for range in split_batches(changes, self.batch_size) {
+            self.write_batch(table, &changes[range]).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_batch(&self, table: &str, batch: &[RowChange]) -> Result<(), WriteError> {
         let started = Instant::now();
         let request_error = |error| WriteError::Request {
-            table: self.table.clone(),
+            table: table.to_owned(),
             error,
         };
         let first = self
             .client
-            .batch_write_row(&self.table, batch)
+            .batch_write_row(table, batch)
             .await
             .map_err(request_error)?;
         let failed: Vec<usize> = first
@@ -122,16 +151,21 @@ impl RowWriter {
             self.metrics.rows_retried(failed.len());
             let retry: Vec<RowChange> = failed.iter().map(|&i| batch[i].clone()).collect();
             let idempotent = retry.iter().all(is_idempotent);
-            tracing::debug!(table = %self.table, rows = retry.len(), idempotent, "resending failed rows");
+            tracing::debug!(
+                table,
+                rows = retry.len(),
+                idempotent,
+                "resending failed rows"
+            );
             let outcomes = self
                 .client
-                .write_rows_with_retry(&self.table, &retry, idempotent)
+                .write_rows_with_retry(table, &retry, idempotent)
                 .await
                 .map_err(request_error)?;
             let mut errors = outcomes.into_iter().filter_map(Result::err);
             if let Some(first) = errors.next() {
                 return Err(WriteError::Rows {
-                    table: self.table.clone(),
+                    table: table.to_owned(),
                     failed: 1 + errors.count(),
                     first,
                 });

@@ -3,6 +3,7 @@
 //! after validation.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ots_protocol::model::{
     Cell, ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value,
@@ -354,23 +355,43 @@ impl Names {
     }
 }
 
-/// Turns the guest's output for `records` into the row changes to write, validating it, each
-/// beside the index of the record it came from (a later stage of a chain needs the record's
-/// sequence).
+/// A validated row change of the guest's output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lifted {
+    /// The index in the batch of the record it came from (a later stage of a chain needs the
+    /// record's sequence).
+    pub origin: usize,
+    /// The table it was routed to, one of the processor's `tables`; `None` for the
+    /// replication's destination.
+    pub table: Option<Arc<str>>,
+    /// The change.
+    pub change: RowChange,
+}
+
+/// Turns the guest's output for `records` into the row changes to write, validating it: every
+/// routed change must name one of `tables`.
 pub fn lift(
     records: &[TunnelRecord],
     batch: &wit::Batch,
-    output: wit::BatchOutput,
-) -> Result<Vec<(usize, RowChange)>, Blame> {
+    output: wit::RoutedOutput,
+    tables: &[Arc<str>],
+) -> Result<Vec<Lifted>, Blame> {
     let names =
         Names::resolve(batch, output.added_names, output.name_changes).map_err(|m| (None, m))?;
+    let kept = |origin: usize, record: &TunnelRecord| {
+        names.apply(&record.change).map(|change| Lifted {
+            origin,
+            table: None,
+            change,
+        })
+    };
     match output.outcome {
-        wit::Outcome::AllKept => Ok(records
+        wit::RoutedOutcome::AllKept => Ok(records
             .iter()
             .enumerate()
-            .filter_map(|(index, r)| Some((index, names.apply(&r.change)?)))
+            .filter_map(|(index, r)| kept(index, r))
             .collect()),
-        wit::Outcome::Actions(actions) => {
+        wit::RoutedOutcome::Actions(actions) => {
             if actions.len() != records.len() {
                 return Err((
                     None,
@@ -384,16 +405,21 @@ pub fn lift(
             let mut changes = Vec::with_capacity(records.len());
             for (index, (record, action)) in records.iter().zip(actions).enumerate() {
                 match action {
-                    wit::Action::Keep => {
-                        changes.extend(names.apply(&record.change).map(|c| (index, c)))
-                    }
-                    wit::Action::Drop => {}
-                    wit::Action::Replace(list) => {
-                        for change in list {
-                            let change = row_change(&names, record.change.primary_key(), change)
-                                .map_err(|m| (Some(index), m))?;
+                    wit::RoutedAction::Keep => changes.extend(kept(index, record)),
+                    wit::RoutedAction::Drop => {}
+                    wit::RoutedAction::Replace(list) => {
+                        for routed in list {
+                            let table =
+                                route(tables, routed.table).map_err(|m| (Some(index), m))?;
+                            let change =
+                                row_change(&names, record.change.primary_key(), routed.change)
+                                    .map_err(|m| (Some(index), m))?;
                             if writes_something(&change) {
-                                changes.push((index, change));
+                                changes.push(Lifted {
+                                    origin: index,
+                                    table,
+                                    change,
+                                });
                             }
                         }
                     }
@@ -401,6 +427,27 @@ pub fn lift(
             }
             Ok(changes)
         }
+    }
+}
+
+/// The allowed table a routed change names, if it names one.
+fn route(tables: &[Arc<str>], table: Option<String>) -> Result<Option<Arc<str>>, String> {
+    let Some(table) = table else {
+        return Ok(None);
+    };
+    match tables.iter().find(|t| ***t == *table) {
+        Some(allowed) => Ok(Some(allowed.clone())),
+        None if tables.is_empty() => Err(format!(
+            "routes a change to table `{table}`, but its config lists no `tables` to route to"
+        )),
+        None => Err(format!(
+            "routes a change to table `{table}`, which is not among its `tables` ({})",
+            tables
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
 }
 

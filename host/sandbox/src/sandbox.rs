@@ -11,7 +11,7 @@ use ots_protocol::record::TunnelRecord;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{ResourceLimiter, Store, Trap};
 
-use crate::bindings::{self as wit, Processor, ProcessorImports};
+use crate::bindings::{self as wit, v0_2, v0_3};
 use crate::convert::{self, Reads};
 use crate::engine::{engine, ticks};
 use crate::error::{SandboxError, SandboxErrorKind};
@@ -45,6 +45,9 @@ pub struct Processed {
     pub changes: Vec<RowChange>,
     /// For each change, the index in the batch of the record it came from.
     pub origins: Vec<usize>,
+    /// For each change, the table the guest routed it to (one of the sandbox's
+    /// [`tables`](Sandbox::route_to)), or `None` for the replication's destination.
+    pub tables: Vec<Option<Arc<str>>>,
     /// Records the guest asked to set aside, for the dead-letter sink.
     pub skipped: Vec<Skipped>,
 }
@@ -91,7 +94,7 @@ impl ResourceLimiter for HostState {
     }
 }
 
-impl ProcessorImports for HostState {
+impl v0_3::ProcessorImports for HostState {
     fn log(&mut self, level: wit::LogLevel, message: String) {
         if self.logs_left == 0 {
             self.logs_dropped += 1;
@@ -108,7 +111,7 @@ impl ProcessorImports for HostState {
     }
 }
 
-impl wit::ots::processor::types::Host for HostState {}
+impl v0_3::ots::processor::types::Host for HostState {}
 
 /// One compiled version of the guest.
 struct Loaded {
@@ -122,7 +125,37 @@ struct Loaded {
 struct Instance {
     generation: u64,
     store: Store<HostState>,
-    processor: Processor,
+    processor: Bindings,
+}
+
+/// An instance's exports, by the WIT version the guest was built against.
+enum Bindings {
+    V0_3(v0_3::Processor),
+    V0_2(v0_2::Processor),
+}
+
+impl Bindings {
+    fn call_init(
+        &self,
+        store: &mut Store<HostState>,
+        options: &str,
+    ) -> wasmtime::Result<Result<wit::ProcessorInfo, String>> {
+        match self {
+            Self::V0_3(p) => p.call_init(store, options),
+            Self::V0_2(p) => p.call_init(store, options),
+        }
+    }
+
+    fn call_process(
+        &self,
+        store: &mut Store<HostState>,
+        batch: &wit::Batch,
+    ) -> wasmtime::Result<Result<wit::RoutedOutput, wit::ProcessorError>> {
+        match self {
+            Self::V0_3(p) => p.call_process(store, batch),
+            Self::V0_2(p) => Ok(p.call_process(store, batch)?.map(wit::into_routed)),
+        }
+    }
 }
 
 /// What compiles, instantiates and calls one guest.
@@ -135,10 +168,19 @@ struct Runtime {
     generations: AtomicU64,
 }
 
+/// The WIT version a component was built against, from the `types` interface it imports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WitVersion {
+    V0_3,
+    V0_2,
+}
+
 /// A guest processor, ready to process batches from any number of threads.
 pub struct Sandbox {
     runtime: Runtime,
     target_table: Option<String>,
+    /// The tables the guest may route changes to.
+    tables: Vec<Arc<str>>,
     current: RwLock<Arc<Loaded>>,
     /// The stamp of a file version that failed to load, so it is not retried every batch.
     rejected: Mutex<Stamp>,
@@ -155,7 +197,10 @@ impl Sandbox {
     ) -> Result<Self, SandboxError> {
         let name: Arc<str> = source.name().into();
         let mut linker = Linker::new(engine());
-        Processor::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+        // One linker serves guests of both versions: the `log` import is the same function,
+        // and 0.2.0's `types` interface holds only types.
+        v0_3::Processor::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .and_then(|()| linker.instance(wit::TYPES_V0_2).map(drop))
             .map_err(|e| error(&name, SandboxErrorKind::Load(format!("{e:#}")), None))?;
         let runtime = Runtime {
             name,
@@ -169,6 +214,7 @@ impl Sandbox {
         Ok(Self {
             runtime,
             target_table: info.target_table,
+            tables: Vec::new(),
             current: RwLock::new(Arc::new(loaded)),
             rejected: Mutex::new(None),
             pool: Mutex::new(vec![instance]),
@@ -183,6 +229,13 @@ impl Sandbox {
     /// The table the guest asked to write to instead of the configured one.
     pub fn target_table(&self) -> Option<&str> {
         self.target_table.as_deref()
+    }
+
+    /// Lets the guest route row changes to `tables` (besides the replication's destination);
+    /// a change routed to any other table is invalid output.
+    pub fn route_to(mut self, tables: impl IntoIterator<Item = String>) -> Self {
+        self.tables = tables.into_iter().map(Arc::from).collect();
+        self
     }
 
     /// Runs the guest over `records` of `table` and returns the validated row changes. A failed
@@ -227,24 +280,28 @@ impl Sandbox {
             };
             match output {
                 Ok(output) => {
-                    let lifted = convert::lift(&batch_records, &batch, output);
+                    let lifted = convert::lift(&batch_records, &batch, output, &self.tables);
                     self.put_back(instance);
                     let lifted = lifted.map_err(|(i, m)| {
                         self.runtime
                             .error(SandboxErrorKind::InvalidOutput(m), describe(i))
                     })?;
-                    let (origins, changes) = lifted
-                        .into_iter()
-                        .map(|(i, change)| {
-                            let origin = if skipped.is_empty() { i } else { remaining[i] };
-                            (origin, change)
-                        })
-                        .unzip();
-                    return Ok(Processed {
-                        changes,
-                        origins,
+                    let mut processed = Processed {
+                        changes: Vec::with_capacity(lifted.len()),
+                        origins: Vec::with_capacity(lifted.len()),
+                        tables: Vec::with_capacity(lifted.len()),
                         skipped,
-                    });
+                    };
+                    for change in lifted {
+                        processed.origins.push(if processed.skipped.is_empty() {
+                            change.origin
+                        } else {
+                            remaining[change.origin]
+                        });
+                        processed.tables.push(change.table);
+                        processed.changes.push(change.change);
+                    }
+                    return Ok(processed);
                 }
                 Err(failure) => {
                     self.put_back(instance);
@@ -259,6 +316,7 @@ impl Sandbox {
                                 return Ok(Processed {
                                     changes: Vec::new(),
                                     origins: Vec::new(),
+                                    tables: Vec::new(),
                                     skipped,
                                 });
                             }
@@ -391,8 +449,20 @@ impl Runtime {
         store.limiter(|state| state);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(self.limits.call_timeout));
-        let processor = Processor::instantiate(&mut store, component, &self.linker)
-            .map_err(|e| self.error(SandboxErrorKind::Load(format!("{e:#}")), None))?;
+        let load_error =
+            |e: wasmtime::Error| self.error(SandboxErrorKind::Load(format!("{e:#}")), None);
+        let processor = match wit_version(component)
+            .map_err(|m| self.error(SandboxErrorKind::Load(m), None))?
+        {
+            WitVersion::V0_3 => Bindings::V0_3(
+                v0_3::Processor::instantiate(&mut store, component, &self.linker)
+                    .map_err(load_error)?,
+            ),
+            WitVersion::V0_2 => Bindings::V0_2(
+                v0_2::Processor::instantiate(&mut store, component, &self.linker)
+                    .map_err(load_error)?,
+            ),
+        };
         Ok(Instance {
             generation,
             store,
@@ -405,7 +475,7 @@ impl Runtime {
     fn call<R>(
         &self,
         instance: &mut Instance,
-        f: impl FnOnce(&Processor, &mut Store<HostState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, SandboxErrorKind> {
         let store = &mut instance.store;
         store.set_epoch_deadline(ticks(self.limits.call_timeout));
@@ -438,6 +508,30 @@ impl Runtime {
 
     fn error(&self, kind: SandboxErrorKind, record: Option<String>) -> SandboxError {
         error(&self.name, kind, record)
+    }
+}
+
+/// Which WIT version `component` was built against: the `ots:processor/types` interface it
+/// imports names it.
+fn wit_version(component: &Component) -> Result<WitVersion, String> {
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(engine())
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    if imports.iter().any(|i| i == wit::TYPES_V0_3) {
+        Ok(WitVersion::V0_3)
+    } else if imports.iter().any(|i| i == wit::TYPES_V0_2) {
+        Ok(WitVersion::V0_2)
+    } else {
+        Err(format!(
+            "it is not an ots:processor guest of a version this host runs (0.3.0 or 0.2.0): it imports {}",
+            if imports.is_empty() {
+                "nothing".to_owned()
+            } else {
+                imports.join(", ")
+            }
+        ))
     }
 }
 

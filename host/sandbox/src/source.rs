@@ -8,7 +8,7 @@ use cap_std::fs::Dir;
 use cap_std::time::SystemTime;
 
 /// The components shipped with the tool, built from `guest-processors/`.
-const BUILTIN: [(&str, &[u8]); 3] = [
+const BUILTIN: [(&str, &[u8]); 4] = [
     (
         "replicate",
         include_bytes!("../../../guest-processors/components/replicate.wasm"),
@@ -20,6 +20,10 @@ const BUILTIN: [(&str, &[u8]); 3] = [
     (
         "rename",
         include_bytes!("../../../guest-processors/components/rename.wasm"),
+    ),
+    (
+        "route",
+        include_bytes!("../../../guest-processors/components/route.wasm"),
     ),
 ];
 

@@ -2,6 +2,7 @@
 //! `guest-processors/components` (CI rebuilds those from source first and checks they match).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ots_protocol::model::{
@@ -17,9 +18,9 @@ fn components() -> PathBuf {
 }
 
 /// The directory holding guest `name`'s component: the shipped ones, or the test-only
-/// `misbehave`.
+/// `misbehave` and the frozen 0.2.0 build of `filter`.
 fn dir_of(name: &str) -> PathBuf {
-    if name == "misbehave" {
+    if name == "misbehave" || name.ends_with("-0.2.0") {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest-processors/test-components")
     } else {
         components()
@@ -535,7 +536,7 @@ fn guest_files_cannot_escape_the_guest_directory() {
 #[test]
 fn builtin_guests_are_the_committed_components() {
     let names: Vec<&str> = GuestSource::builtin_names().collect();
-    assert_eq!(names, ["replicate", "filter", "rename"]);
+    assert_eq!(names, ["replicate", "filter", "rename", "route"]);
     for name in names {
         let GuestSource::Builtin { bytes, .. } = GuestSource::builtin(name).unwrap() else {
             unreachable!()
@@ -587,4 +588,93 @@ fn an_update_of_only_removed_columns_still_creates_the_row_without_their_data() 
         }],
         "the update writes no data of the removed columns but still reaches the row"
     );
+}
+
+#[test]
+fn route_fans_each_record_out_to_its_copies_and_routes_by_key() {
+    let copies = guest("route", json!({"copies": ["audit", "archive"]}))
+        .route_to(["audit".to_owned(), "archive".to_owned()]);
+    let records = mixed();
+    let out = copies.process("src", &records).unwrap();
+    let expected: Vec<RowChange> = changes(&records)
+        .into_iter()
+        .flat_map(|c| [c.clone(), c.clone(), c])
+        .collect();
+    assert_eq!(out.changes, expected, "each record, unchanged, three times");
+    let table = |t: &str| Some(Arc::<str>::from(t));
+    let tables: Vec<_> = (0..records.len())
+        .flat_map(|_| [None, table("audit"), table("archive")])
+        .collect();
+    assert_eq!(out.tables, tables);
+    assert_eq!(
+        out.origins,
+        (0..records.len())
+            .flat_map(|i| [i, i, i])
+            .collect::<Vec<_>>()
+    );
+
+    // By a key column: every record's region is "eu".
+    let by_region = guest(
+        "route",
+        json!({"column": "region", "tables": {"eu": "orders_eu"}}),
+    )
+    .route_to(["orders_eu".to_owned()]);
+    let out = by_region.process("src", &records).unwrap();
+    assert_eq!(out.changes, changes(&records));
+    assert!(
+        out.tables.iter().all(|t| *t == table("orders_eu")),
+        "{:?}",
+        out.tables
+    );
+}
+
+#[test]
+fn a_change_routed_to_a_table_the_config_does_not_list_is_invalid_output() {
+    let records = mixed();
+    let unlisted = guest("route", json!({"copies": ["audit"]}));
+    let err = unlisted.process("src", &records).unwrap_err();
+    assert!(
+        matches!(err.kind, SandboxErrorKind::InvalidOutput(_)),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("routes a change to table `audit`, but its config lists no `tables`")
+            && text.contains("record 0 of the batch"),
+        "{text}"
+    );
+    let other = guest("route", json!({"copies": ["audit"]})).route_to(["archive".to_owned()]);
+    let text = other.process("src", &records).unwrap_err().to_string();
+    assert!(
+        text.contains("table `audit`, which is not among its `tables` (`archive`)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_guest_built_against_wit_0_2_0_keeps_loading_and_working() {
+    let options = json!({"column": "active", "equals": true, "exclude_columns": ["blob"]});
+    let old = guest("filter-0.2.0", options.clone());
+    let new = guest("filter", options);
+    let mut records = mixed();
+    records.extend([
+        put(1, true, false),
+        put(2, false, false),
+        put(3, false, true),
+    ]);
+    let (old, new) = (
+        old.process("src", &records).unwrap(),
+        new.process("src", &records).unwrap(),
+    );
+    assert!(
+        old.changes
+            .iter()
+            .any(|c| matches!(c, RowChange::Delete { .. })),
+        "the batch exercises replacements: {old:?}"
+    );
+    assert_eq!(
+        old, new,
+        "the 0.2.0 build and today's build of filter agree"
+    );
+    assert!(old.tables.iter().all(Option::is_none));
 }

@@ -56,9 +56,17 @@ impl Processor for Chain {
                 .collect();
             let mut next = stage.process(&inputs)?;
             changes.skipped.append(&mut next.skipped);
+            // A change keeps the table an earlier stage routed it to unless this one routes it.
+            let tables = next
+                .tables
+                .into_iter()
+                .zip(&next.origins)
+                .map(|(table, &i)| table.or_else(|| changes.tables[i].clone()))
+                .collect();
             changes = Changes {
                 origins: next.origins.iter().map(|&i| changes.origins[i]).collect(),
                 rows: next.rows,
+                tables,
                 skipped: changes.skipped,
             };
         }
@@ -68,6 +76,16 @@ impl Processor for Chain {
     /// The last stage that names a target table decides it.
     fn target_table(&self) -> Option<&str> {
         self.stages.iter().rev().find_map(|s| s.target_table())
+    }
+
+    fn routed_tables(&self) -> Vec<String> {
+        let mut tables: Vec<String> = Vec::new();
+        for table in self.stages.iter().flat_map(|s| s.routed_tables()) {
+            if !tables.contains(&table) {
+                tables.push(table);
+            }
+        }
+        tables
     }
 
     fn stages(&self) -> Vec<StageReport> {
@@ -124,7 +142,7 @@ mod tests {
     use super::*;
 
     /// A native stage: drops records whose key is odd, and turns each even one into two
-    /// changes (itself and a copy at key + 1000).
+    /// changes (itself, and a copy at key + 1000 routed to the table `copies`).
     struct EvenTwice;
 
     /// A native stage: renames column `a` to `b` and records which sequences it saw.
@@ -164,6 +182,7 @@ mod tests {
                     out.rows.push(r.change.clone());
                     out.rows.push(put(key(&r.change) + 1000));
                     out.origins.extend([i, i]);
+                    out.tables.extend([None, Some(Arc::from("copies"))]);
                 }
             }
             Ok(out)
@@ -220,6 +239,12 @@ mod tests {
         let keys: Vec<i64> = out.rows.iter().map(key).collect();
         assert_eq!(keys, [0, 1000, 2, 1002]);
         assert_eq!(out.origins, [0, 0, 2, 2], "origins index the chain's input");
+        let copies = Some(Arc::from("copies"));
+        assert_eq!(
+            out.tables,
+            [None, copies.clone(), None, copies],
+            "a later stage that keeps a change keeps its table"
+        );
         assert!(
             out.rows
                 .iter()

@@ -17,6 +17,7 @@ pub struct GuestProcessor {
     sandbox: Sandbox,
     source_table: String,
     dead_letter: DeadLetter,
+    tables: Vec<String>,
     stats: StageStats,
 }
 
@@ -46,12 +47,17 @@ impl Processor for GuestProcessor {
         Ok(Changes {
             rows: processed.changes,
             origins: processed.origins,
+            tables: processed.tables,
             skipped,
         })
     }
 
     fn target_table(&self) -> Option<&str> {
         self.sandbox.target_table()
+    }
+
+    fn routed_tables(&self) -> Vec<String> {
+        self.tables.clone()
     }
 
     fn stages(&self) -> Vec<StageReport> {
@@ -104,6 +110,7 @@ pub fn load(
         sandbox: load_sandbox(config)?,
         source_table: source_table.to_owned(),
         dead_letter: config.dead_letter.clone(),
+        tables: config.tables.clone(),
         stats: StageStats::default(),
     }))
 }
@@ -117,7 +124,7 @@ pub fn load_sandbox(config: &ProcessorConfig) -> Result<Sandbox, LoadError> {
         memory_bytes: config.memory_limit,
         ..Limits::default()
     };
-    Ok(Sandbox::load(source, &config.options, limits)?)
+    Ok(Sandbox::load(source, &config.options, limits)?.route_to(config.tables.iter().cloned()))
 }
 
 fn guest_source(config: &ProcessorConfig) -> Result<GuestSource, LoadError> {

@@ -13,6 +13,8 @@ mod dead_letter;
 mod guest;
 mod stats;
 
+use std::sync::Arc;
+
 use ots_protocol::model::RowChange;
 use ots_protocol::record::TunnelRecord;
 use ots_sandbox::SandboxError;
@@ -30,6 +32,8 @@ pub struct Changes {
     /// For each row change, the index of the record it came from: the next processor of a
     /// chain sees a change as a record with that record's sequence.
     pub origins: Vec<usize>,
+    /// For each row change, the table a guest routed it to; `None` for the destination.
+    pub tables: Vec<Option<Arc<str>>>,
     /// Records a guest set aside instead.
     pub skipped: Vec<Skipped>,
 }
@@ -40,6 +44,7 @@ impl Changes {
         Self {
             rows: records.iter().map(|r| r.change.clone()).collect(),
             origins: (0..records.len()).collect(),
+            tables: vec![None; records.len()],
             skipped: Vec::new(),
         }
     }
@@ -58,6 +63,11 @@ pub trait Processor: Send + Sync {
     /// one.
     fn target_table(&self) -> Option<&str> {
         None
+    }
+
+    /// The tables besides the destination this processor may route row changes to.
+    fn routed_tables(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// The statistics of each guest this processor runs, in chain order.

@@ -1,7 +1,10 @@
 //! `misbehave`: a guest that breaks the rules on purpose, for the sandbox's containment tests.
 //!
-//! Options: `mode` (default `drop`) and `key` (optional integer: misbehave only on batches holding a
-//! record with an integer key column equal to it; other batches are kept as they are).
+//! Options: `mode` and `key` (optional integer: misbehave only on batches holding a record with
+//! an integer key column equal to it; other batches are kept as they are). Without `mode` the
+//! data decides: a record writing a string column `misbehave` triggers the mode it names, and
+//! batches without one are kept; so a replica of the guest with the same (empty) options, such
+//! as `replicate`, can replace it.
 //! Modes: `drop` (drops every record: a visibly different guest for hot-swap tests), `trap` (panics), `loop` (never returns), `allocate` (grows memory without bound),
 //! `bad-key` (replaces records with changes whose key has the wrong type), `long-name`
 //! (renames a column to a 300-byte name), `retry` / `skip` / `stop` (fail the matching record
@@ -10,14 +13,14 @@
 use ots_guest_sdk::*;
 
 struct Misbehave {
-    mode: String,
+    mode: Option<String>,
     key: Option<i64>,
 }
 
 impl Processor for Misbehave {
     fn init(options: Options) -> Result<(Self, ProcessorInfo), String> {
         options.only(&["mode", "key"])?;
-        let mode = options.string("mode")?.unwrap_or_else(|| "drop".into());
+        let mode = options.string("mode")?;
         let key = match options.get("key") {
             None => None,
             Some(v) => Some(v.as_i64().ok_or("option `key` must be an integer")?),
@@ -29,15 +32,33 @@ impl Processor for Misbehave {
     }
 
     fn process(&mut self, batch: Batch) -> Result<BatchOutput, ProcessorError> {
-        let hit = batch.records.iter().position(|r| match self.key {
-            None => true,
-            Some(k) => r
-                .keys()
-                .iter()
-                .any(|c| matches!(c.value, Value::Integer(v) if v == k)),
-        });
-        let Some(at) = hit else {
-            return Ok(BatchOutput::all_kept());
+        let (at, mode) = match &self.mode {
+            Some(mode) => {
+                let hit = batch.records.iter().position(|r| match self.key {
+                    None => true,
+                    Some(k) => r
+                        .keys()
+                        .iter()
+                        .any(|c| matches!(c.value, Value::Integer(v) if v == k)),
+                });
+                let Some(at) = hit else {
+                    return Ok(BatchOutput::all_kept());
+                };
+                (at, mode.clone())
+            }
+            None => {
+                let column = batch.name_id("misbehave");
+                let hit = batch.records.iter().enumerate().find_map(|(i, r)| {
+                    match column.and_then(|id| r.written(id)) {
+                        Some(Value::String(mode)) => Some((i, mode.clone())),
+                        _ => None,
+                    }
+                });
+                let Some(hit) = hit else {
+                    return Ok(BatchOutput::all_kept());
+                };
+                hit
+            }
         };
         let fail = |action| {
             Err(ProcessorError::at(
@@ -46,7 +67,7 @@ impl Processor for Misbehave {
                 format!("refusing record {at} on purpose"),
             ))
         };
-        match self.mode.as_str() {
+        match mode.as_str() {
             "drop" => Ok(BatchOutput::actions(vec![
                 Action::Drop;
                 batch.records.len()

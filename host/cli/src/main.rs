@@ -7,6 +7,7 @@ mod demo;
 mod processor;
 mod progress;
 mod status;
+mod tenants;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,6 +66,9 @@ enum Command {
     /// The guest dev kit: run a guest over records and check what it produces.
     #[command(subcommand)]
     Processor(processor::ProcessorCommand),
+    /// The tenants of a `[tenants]` config: their state and backlog, and resuming one.
+    #[command(subcommand)]
+    Tenants(tenants::TenantsCommand),
     /// Run a self-contained demonstration on a local server (no options needed).
     Demo(demo::DemoArgs),
 }
@@ -143,6 +147,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup(command) => backup::backup(command).await,
         Command::Restore(args) => backup::restore_command(args).await,
         Command::Processor(command) => processor::processor(command).await,
+        Command::Tenants(command) => {
+            tenants::tenants(command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo(args) => demo::run(args).await,
     }
 }

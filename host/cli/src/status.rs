@@ -23,6 +23,12 @@ pub(crate) async fn print_status(config: &ReplicatorConfig) -> anyhow::Result<()
             )
         })?;
     print!("{}", render_status(&description, Utc::now()));
+    if config.tenants.is_some() {
+        match crate::tenants::tenant_table(config).await {
+            Ok(table) => print!("{table}"),
+            Err(error) => println!("tenants: cannot read the backlog table: {error:#}"),
+        }
+    }
     if let Some(listen) = config.metrics_listen {
         let url = format!("http://{listen}/metrics");
         match fetch(&url).await {
@@ -56,7 +62,7 @@ struct Stage {
 
 /// The processors table of a replicator's metrics text (the `processor_*` families).
 fn render_processors(metrics: &str) -> String {
-    let mut stages: BTreeMap<u64, Stage> = BTreeMap::new();
+    let mut stages: BTreeMap<(String, u64), Stage> = BTreeMap::new();
     for line in metrics.lines().filter(|l| l.starts_with("processor_")) {
         let Some((series, value)) = line.rsplit_once(' ') else {
             continue;
@@ -68,7 +74,8 @@ fn render_processors(metrics: &str) -> String {
         let Some(stage) = labels.get("stage").and_then(|s| s.parse().ok()) else {
             continue;
         };
-        let entry = stages.entry(stage).or_default();
+        let tenant = labels.get("tenant").cloned().unwrap_or_default();
+        let entry = stages.entry((tenant, stage)).or_default();
         entry.name = labels.get("processor").cloned().unwrap_or_default();
         match (family, labels.get("kind")) {
             ("processor_failures_total", Some(kind)) => {
@@ -83,12 +90,23 @@ fn render_processors(metrics: &str) -> String {
         return "processors: the replicator reports none\n".to_owned();
     }
     let mut out = String::new();
+    let tenants = stages.keys().any(|(tenant, _)| !tenant.is_empty());
     let _ = writeln!(
         out,
-        "{:<5} {:<28} {:>9} {:>11} {:>11} {:>8} {:>10}  FAILURES",
-        "STAGE", "PROCESSOR", "CALLS", "RECORDS IN", "CHANGES", "SKIPPED", "GUEST S"
+        "{}{:<5} {:<28} {:>9} {:>11} {:>11} {:>8} {:>10}  FAILURES",
+        if tenants { "TENANT           " } else { "" },
+        "STAGE",
+        "PROCESSOR",
+        "CALLS",
+        "RECORDS IN",
+        "CHANGES",
+        "SKIPPED",
+        "GUEST S"
     );
-    for (stage, s) in &stages {
+    for ((tenant, stage), s) in &stages {
+        if tenants {
+            let _ = write!(out, "{tenant:<16} ");
+        }
         let counter = |family: &str| s.counters.get(family).map_or("-", String::as_str);
         let seconds = counter("processor_guest_seconds_total")
             .parse::<f64>()
@@ -218,14 +236,46 @@ mod tests {
     use ots_protocol::pb::tunnel::{ChannelInfo, NANOS_PER_MILLI, TunnelInfo};
 
     #[test]
+    fn each_tenant_lists_its_own_stages() {
+        let stage =
+            |tenant: &str, stage: usize, name: &str| ots_replicator::processor::StageReport {
+                tenant: Some(tenant.into()),
+                stage,
+                name: name.into(),
+                stats: Default::default(),
+            };
+        let stages = [
+            stage("acme", 0, "filter"),
+            stage("acme", 1, "rename"),
+            stage("default", 0, "replicate"),
+        ];
+        let text = render_processors(&ots_replicator::processor::render_stages(&stages));
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().take(3).collect())
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                vec!["TENANT", "STAGE", "PROCESSOR"],
+                vec!["acme", "0", "filter"],
+                vec!["acme", "1", "rename"],
+                vec!["default", "0", "replicate"],
+            ]
+        );
+    }
+
+    #[test]
     fn processors_are_listed_by_stage_with_their_failures() {
         let stages = [
             ots_replicator::processor::StageReport {
+                tenant: None,
                 stage: 0,
                 name: "filter".into(),
                 stats: Default::default(),
             },
             ots_replicator::processor::StageReport {
+                tenant: None,
                 stage: 1,
                 name: "odd \"name\".wasm".into(),
                 stats: ots_replicator::processor::StageSnapshot {

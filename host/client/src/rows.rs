@@ -1,7 +1,7 @@
 //! Row APIs: single-row reads and writes, paged range reads, batch reads and batch writes.
 
 use ots_protocol::error::ErrorCode;
-use ots_protocol::model::{PrimaryKey, PrimaryKeyValue, Row, RowChange, RowExistence};
+use ots_protocol::model::{PrimaryKey, PrimaryKeyValue, Row, RowChange, RowExistence, Value};
 use ots_protocol::pb::table::*;
 use ots_protocol::plainbuffer;
 
@@ -130,6 +130,35 @@ impl RangeReader {
     }
 }
 
+/// A write's condition beyond the row's existence: a column's current value. Writers that
+/// share a row (a lease, a state machine) use it as compare-and-set; a failed check is
+/// `OTSConditionCheckFail`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnEquals {
+    /// The column.
+    pub column: String,
+    /// The value its newest version must hold; a row without the column fails.
+    pub value: Value,
+}
+
+fn column_condition(equals: &ColumnEquals) -> Vec<u8> {
+    use ots_protocol::pb::filter::{ComparatorType, Filter, FilterType, SingleColumnValueFilter};
+    use prost::Message;
+    let single = SingleColumnValueFilter {
+        comparator: ComparatorType::CtEqual as i32,
+        column_name: equals.column.clone(),
+        column_value: plainbuffer::encode_column_value(&equals.value),
+        filter_if_missing: true,
+        latest_version_only: true,
+        value_trans_rule: None,
+    };
+    Filter {
+        r#type: FilterType::FtSingleColumnValue as i32,
+        filter: single.encode_to_vec(),
+    }
+    .encode_to_vec()
+}
+
 fn condition(existence: RowExistence) -> Condition {
     Condition {
         row_existence: match existence {
@@ -157,9 +186,22 @@ impl Client {
         change: &RowChange,
         existence: RowExistence,
     ) -> Result<(), ClientError> {
+        self.write_row_if(table, change, existence, None).await
+    }
+
+    /// [`write_row`](Self::write_row), applied only if the row's column holds the value
+    /// `equals` gives.
+    pub async fn write_row_if(
+        &self,
+        table: &str,
+        change: &RowChange,
+        existence: RowExistence,
+        equals: Option<&ColumnEquals>,
+    ) -> Result<(), ClientError> {
         let table_name = table.to_owned();
         let row = plainbuffer::encode_row_change(change);
-        let condition = condition(existence);
+        let mut condition = condition(existence);
+        condition.column_condition = equals.map(column_condition);
         let _: WriteRowResponse = match change {
             RowChange::Put { .. } => {
                 let request = PutRowRequest {

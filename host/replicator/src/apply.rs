@@ -11,6 +11,7 @@ use ots_tunnel::{Flow, RecordBatch, RecordSink, SinkError};
 use crate::end_time::{EndTracker, records_before};
 use crate::metrics::Metrics;
 use crate::processor::{DeadLetterError, DeadLetters, Processor, ProcessorError};
+use crate::tenants::{BacklogError, Tenants};
 use crate::writer::{RowWriter, WriteError};
 
 /// Why a batch was not applied.
@@ -31,6 +32,9 @@ pub enum ApplyError {
     /// The destination write failed.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// A tenant's backlog could not be read or written.
+    #[error(transparent)]
+    Backlog(#[from] BacklogError),
 }
 
 impl ApplyError {
@@ -41,7 +45,7 @@ impl ApplyError {
         let client_error = match self {
             Self::Processor { source, .. } => return source.is_retriable(),
             // A full disk or a busy destination may clear; nothing of the batch was written.
-            Self::DeadLetter(_) => return true,
+            Self::DeadLetter(_) | Self::Backlog(_) => return true,
             Self::Write(WriteError::Request { error, .. }) => error,
             Self::Write(WriteError::Rows { first, .. }) => first,
         };
@@ -63,19 +67,23 @@ pub enum BatchOutcome {
 /// Applies batches of records to the destination.
 pub struct BatchApplier {
     processor: Arc<dyn Processor>,
-    dead_letters: DeadLetters,
+    dead_letters: Arc<DeadLetters>,
     writer: RowWriter,
+    /// With `[tenants]`: each tenant's records go through its own chain instead.
+    tenants: Option<Arc<Tenants>>,
     end_time: Option<DateTime<Utc>>,
     metrics: Arc<Metrics>,
     ends: Arc<EndTracker>,
 }
 
 impl BatchApplier {
-    /// An applier writing through `writer`, setting skipped records aside in `dead_letters`.
+    /// An applier writing through `writer`, setting skipped records aside in `dead_letters`;
+    /// with `tenants`, each tenant's records go through the tenant's chain and destination.
     pub fn new(
         processor: Arc<dyn Processor>,
-        dead_letters: DeadLetters,
+        dead_letters: Arc<DeadLetters>,
         writer: RowWriter,
+        tenants: Option<Arc<Tenants>>,
         end_time: Option<DateTime<Utc>>,
         metrics: Arc<Metrics>,
         ends: Arc<EndTracker>,
@@ -84,6 +92,7 @@ impl BatchApplier {
             processor,
             dead_letters,
             writer,
+            tenants,
             end_time,
             metrics,
             ends,
@@ -101,34 +110,10 @@ impl BatchApplier {
         let records = &records[..keep];
         self.metrics.records_read(records.len());
         if !records.is_empty() {
-            let changes = self.processor.process(records).map_err(|source| {
-                self.metrics.processor_failed(source.kind());
-                tracing::warn!(
-                    channel,
-                    processor = self.processor.name(),
-                    kind = source.kind(),
-                    error = %source,
-                    "the processor failed on a batch"
-                );
-                ApplyError::Processor {
-                    processor: self.processor.name().to_owned(),
-                    source,
-                }
-            })?;
-            self.metrics
-                .records_dropped(records.len().saturating_sub(changes.rows.len()));
-            if !changes.skipped.is_empty() {
-                self.dead_letters.set_aside(&changes.skipped).await?;
-                tracing::warn!(
-                    channel,
-                    processor = self.processor.name(),
-                    skipped = changes.skipped.len(),
-                    "records set aside in the dead-letter sink"
-                );
+            match &self.tenants {
+                Some(tenants) => tenants.apply(channel, records).await?,
+                None => self.process_and_write(channel, records).await?,
             }
-            self.writer
-                .write_routed(changes.rows, changes.tables)
-                .await?;
             let base = records.iter().filter(|r| r.sequence_info.is_none()).count();
             self.metrics.base_rows_written(base);
             self.metrics.stream_records_applied(records.len() - base);
@@ -144,6 +129,43 @@ impl BatchApplier {
         } else {
             Ok(BatchOutcome::Applied)
         }
+    }
+
+    /// Runs `records` through the processor and writes what it made of them.
+    async fn process_and_write(
+        &self,
+        channel: &str,
+        records: &[TunnelRecord],
+    ) -> Result<(), ApplyError> {
+        let changes = self.processor.process(records).map_err(|source| {
+            self.metrics.processor_failed(source.kind());
+            tracing::warn!(
+                channel,
+                processor = self.processor.name(),
+                kind = source.kind(),
+                error = %source,
+                "the processor failed on a batch"
+            );
+            ApplyError::Processor {
+                processor: self.processor.name().to_owned(),
+                source,
+            }
+        })?;
+        self.metrics
+            .records_dropped(records.len().saturating_sub(changes.rows.len()));
+        if !changes.skipped.is_empty() {
+            self.dead_letters.set_aside(&changes.skipped).await?;
+            tracing::warn!(
+                channel,
+                processor = self.processor.name(),
+                skipped = changes.skipped.len(),
+                "records set aside in the dead-letter sink"
+            );
+        }
+        self.writer
+            .write_routed(changes.rows, changes.tables)
+            .await?;
+        Ok(())
     }
 }
 

@@ -190,6 +190,48 @@ pub enum DeadLetter {
     File(PathBuf),
 }
 
+/// The `[tenants]` section: which primary-key column names a row's tenant, and the rules giving
+/// tenants their own processor chain and destination. Rows no rule matches are the `default`
+/// tenant's, which runs the replication's `processors` into its destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantsConfig {
+    /// The primary-key column holding the tenant: `tenants.keyColumn`.
+    pub key_column: String,
+    /// The table on the destination instance holding quarantined tenants' records and every
+    /// tenant's state: `tenants.backlogTable`.
+    pub backlog_table: String,
+    /// The rules, in the order they are tried.
+    pub rules: Vec<TenantRule>,
+}
+
+/// One `[[tenants.rules]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantRule {
+    /// The tenant's name: in logs, metrics, `otsrep status` and the backlog's keys.
+    pub name: String,
+    /// Which key values are this tenant's.
+    pub matcher: TenantMatch,
+    /// The tenant's own chain; `None` runs a copy of the replication's `processors`.
+    pub processors: Option<Vec<ProcessorConfig>>,
+    /// The tenant's own destination table (created from the source schema when missing);
+    /// `None` writes to the replication's.
+    pub destination: Option<String>,
+}
+
+/// How a tenant rule matches the tenant column's value (a string, or an integer in decimal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantMatch {
+    /// Exactly this value: `exact`.
+    Exact(String),
+    /// Any value starting with this: `prefix`.
+    Prefix(String),
+}
+
+/// The name of the tenant of rows no rule matches.
+pub const DEFAULT_TENANT: &str = "default";
+/// Default backlog table.
+pub const DEFAULT_BACKLOG_TABLE: &str = "otsrep_backlog";
+
 impl Default for ProcessorConfig {
     fn default() -> Self {
         Self {
@@ -254,6 +296,9 @@ pub struct ReplicatorConfig {
     /// `[processor]` (the built-in `replicate` when there is none), or the `[[processors]]`
     /// chain.
     pub processors: Vec<ProcessorConfig>,
+    /// Tenants with chains and destinations of their own (`[tenants]`), isolated from each
+    /// other; `None` runs every record through `processors`.
+    pub tenants: Option<TenantsConfig>,
     /// Address of the Prometheus metrics endpoint, if any.
     pub metrics_listen: Option<SocketAddr>,
     /// Pipeline tuning.
@@ -326,6 +371,7 @@ impl ReplicatorConfig {
             "processors",
             "metrics",
             "replicator",
+            "tenants",
         ])?;
         let mut reader = root.section("ots-reader")?;
         reader.allow(
@@ -381,6 +427,7 @@ impl ReplicatorConfig {
         };
 
         let processors = processors(&mut root)?;
+        let tenants = root.optional_section("tenants")?.map(tenants).transpose()?;
 
         let metrics_listen = match root.optional_section("metrics")? {
             None => None,
@@ -427,6 +474,7 @@ impl ReplicatorConfig {
             destination,
             batch_write_count,
             processors,
+            tenants,
             metrics_listen,
             tuning,
         })
@@ -481,6 +529,100 @@ fn processors(root: &mut Section) -> Result<Vec<ProcessorConfig>, ConfigError> {
             ),
         )),
     }
+}
+
+fn tenants(mut section: Section) -> Result<TenantsConfig, ConfigError> {
+    section.allow(&["keyColumn", "backlogTable", "rules"])?;
+    let key_column = section.string("keyColumn")?;
+    let backlog_table = section
+        .optional_string("backlogTable")?
+        .unwrap_or_else(|| DEFAULT_BACKLOG_TABLE.into());
+    let rules_key = section.path("rules");
+    let list = match section.take("rules") {
+        Some(Value::Array(list)) if !list.is_empty() => list,
+        Some(Value::Array(_)) | None => {
+            return Err(key_error(
+                rules_key,
+                "must list at least one rule ([[tenants.rules]] with `name` and `exact` or `prefix`)",
+            ));
+        }
+        Some(other) => {
+            return Err(key_error(
+                rules_key,
+                format!("must be an array of rule tables, got {}", kind(&other)),
+            ));
+        }
+    };
+    let mut rules: Vec<TenantRule> = Vec::with_capacity(list.len());
+    for (i, value) in list.into_iter().enumerate() {
+        let mut rule = Section::new(&format!("{rules_key}[{i}]"), value)?;
+        rule.allow(&["name", "exact", "prefix", "processors", "destination"])?;
+        let name = rule.string("name")?;
+        let valid = name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid || name.len() > 64 {
+            return Err(key_error(
+                rule.path("name"),
+                format!(
+                    "{name:?} is not a tenant name: use letters, digits, `-` and `_`, at most 64"
+                ),
+            ));
+        }
+        if name == DEFAULT_TENANT || rules.iter().any(|r| r.name == name) {
+            return Err(key_error(
+                rule.path("name"),
+                format!(
+                    "{name:?} is taken (by another rule, or by the tenant of rows no rule matches)"
+                ),
+            ));
+        }
+        let matcher = match (
+            rule.optional_string("exact")?,
+            rule.optional_string("prefix")?,
+        ) {
+            (Some(value), None) => TenantMatch::Exact(value),
+            (None, Some(prefix)) => TenantMatch::Prefix(prefix),
+            _ => {
+                return Err(key_error(
+                    rule.path("exact"),
+                    "set exactly one of `exact` (a value) or `prefix`",
+                ));
+            }
+        };
+        let processors = match rule.take("processors") {
+            None => None,
+            Some(Value::Array(list)) if !list.is_empty() => Some(
+                list.into_iter()
+                    .enumerate()
+                    .map(|(j, v)| {
+                        processor_config(Section::new(
+                            &format!("{}[{j}]", rule.path("processors")),
+                            v,
+                        )?)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(_) => {
+                return Err(key_error(
+                    rule.path("processors"),
+                    "must be a non-empty array of processor tables (leave it out for the replication's chain)",
+                ));
+            }
+        };
+        let destination = rule.optional_string("destination")?;
+        rules.push(TenantRule {
+            name,
+            matcher,
+            processors,
+            destination,
+        });
+    }
+    Ok(TenantsConfig {
+        key_column,
+        backlog_table,
+        rules,
+    })
 }
 
 fn processor_config(mut section: Section) -> Result<ProcessorConfig, ConfigError> {
@@ -1213,6 +1355,76 @@ mod tests {
         let bad_listen = text.replace("127.0.0.1:9898", "localhost");
         assert!(error(&bad_listen, Format::Toml).starts_with("config key `metrics.listen`"));
         assert!(error("[x", Format::Toml).starts_with("config is not valid TOML"));
+    }
+
+    #[test]
+    fn tenants_have_rules_with_their_own_chains_and_destinations() {
+        let head = GUIDE_JSON.trim_end().trim_end_matches('}');
+        let text = format!(
+            r#"{head}, "tenants": {{"keyColumn": "tenant", "rules": [
+                {{"name": "acme", "exact": "acme", "destination": "acme_copy",
+                  "processors": [{{"name": "filter", "memoryLimitMb": 8}}]}},
+                {{"name": "eu", "prefix": "eu-"}}]}}}}"#
+        );
+        let config = ReplicatorConfig::parse(&text, Format::Json, no_env).unwrap();
+        let tenants = config.tenants.unwrap();
+        assert_eq!(tenants.key_column, "tenant");
+        assert_eq!(tenants.backlog_table, DEFAULT_BACKLOG_TABLE);
+        assert_eq!(tenants.rules[0].matcher, TenantMatch::Exact("acme".into()));
+        assert_eq!(tenants.rules[0].destination.as_deref(), Some("acme_copy"));
+        let chain = tenants.rules[0].processors.as_ref().unwrap();
+        assert_eq!(chain[0].section, "tenants.rules[0].processors[0]");
+        assert_eq!(chain[0].memory_limit, 8 << 20);
+        assert_eq!(tenants.rules[1].matcher, TenantMatch::Prefix("eu-".into()));
+        assert!(
+            tenants.rules[1].processors.is_none(),
+            "the replication's chain"
+        );
+
+        let rules =
+            |rules: &str| format!(r#"{head}, "tenants": {{"keyColumn": "t", "rules": {rules}}}}}"#);
+        for (list, problem) in [
+            ("[]", "`tenants.rules`: must list at least one rule"),
+            (
+                r#"[{"name": "a"}]"#,
+                "`tenants.rules[0].exact`: set exactly one of `exact`",
+            ),
+            (
+                r#"[{"name": "a", "exact": "x", "prefix": "y"}]"#,
+                "`tenants.rules[0].exact`: set exactly one",
+            ),
+            (
+                r#"[{"name": "default", "exact": "x"}]"#,
+                "`tenants.rules[0].name`: \"default\" is taken",
+            ),
+            (
+                r#"[{"name": "a", "exact": "x"}, {"name": "a", "prefix": "y"}]"#,
+                "`tenants.rules[1].name`: \"a\" is taken",
+            ),
+            (
+                r#"[{"name": "a b", "exact": "x"}]"#,
+                "`tenants.rules[0].name`: \"a b\" is not a tenant name",
+            ),
+            (
+                r#"[{"name": "a", "exact": "x", "processors": []}]"#,
+                "`tenants.rules[0].processors`: must be a non-empty array",
+            ),
+            (
+                r#"[{"name": "a", "exact": "x", "chain": []}]"#,
+                "`tenants.rules[0].chain`: is not a known key",
+            ),
+        ] {
+            let message = error(&rules(list), Format::Json);
+            assert!(
+                message.starts_with(&format!("config key {problem}")),
+                "{message}"
+            );
+        }
+        let no_key =
+            format!(r#"{head}, "tenants": {{"rules": [{{"name": "a", "exact": "x"}}]}}}}"#);
+        assert!(
+            error(&no_key, Format::Json).starts_with("config key `tenants.keyColumn`: is required")
+        );
     }
 
     #[test]

@@ -21,5 +21,6 @@ pub mod monitor;
 pub mod pipeline;
 pub mod processor;
 pub mod setup;
+pub mod tenants;
 pub mod verify;
 pub mod writer;

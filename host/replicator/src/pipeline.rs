@@ -16,7 +16,11 @@ use crate::metrics::{self, Metrics, MetricsSnapshot};
 use crate::monitor;
 use crate::processor::{self, DeadLetters, Processor};
 use crate::setup::{self, SetupError};
+use crate::tenants::{Tenants, TenantsError, render_tenants};
 use crate::writer::RowWriter;
+
+/// How often each process looks for tenants to resume and backlogs to replay.
+const DRAIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +58,9 @@ pub enum PipelineError {
     /// The tunnel worker failed.
     #[error(transparent)]
     Worker(#[from] WorkerError),
+    /// A tenant's chain or the backlog could not be set up.
+    #[error(transparent)]
+    Tenants(#[from] TenantsError),
 }
 
 /// Why a run ended.
@@ -156,9 +163,55 @@ pub async fn replicate(
         reachable(side, client).await?;
     }
     setup::ensure_source_stream(&source, &config.source.table_name, config.enable_stream).await?;
-    for table in std::iter::once(destination_table.clone()).chain(processor.routed_tables()) {
-        setup::ensure_destination_table(&source, &config.source.table_name, &destination, &table)
+    let writer = RowWriter::new(
+        destination.clone(),
+        destination_table.clone(),
+        config.batch_write_count,
+        metrics.clone(),
+    );
+    let dead_letters = Arc::new(DeadLetters::new(destination.clone()));
+    let client_tag = config
+        .tuning
+        .client_tag
+        .clone()
+        .unwrap_or_else(|| format!("otsrep-{}", std::process::id()));
+    // The replay lease needs a holder no other process shares, whatever its client tag.
+    let lease_holder = format!(
+        "{client_tag}-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    let tenants = Tenants::load(
+        config,
+        processor.clone(),
+        &destination_table,
+        &writer,
+        dead_letters.clone(),
+        destination.clone(),
+        lease_holder,
+    )?
+    .map(Arc::new);
+    let mut tables = vec![destination_table.clone()];
+    tables.extend(processor.routed_tables());
+    for tenant in tenants.iter().flat_map(|t| t.tenants()) {
+        tables.push(tenant.destination.clone());
+        tables.extend(tenant.processor.routed_tables());
+    }
+    let mut created: Vec<&String> = Vec::new();
+    for table in &tables {
+        if created.contains(&table) {
+            continue;
+        }
+        created.push(table);
+        setup::ensure_destination_table(&source, &config.source.table_name, &destination, table)
             .await?;
+    }
+    if let Some(tenants) = &tenants {
+        tenants
+            .backlog()
+            .ensure_table()
+            .await
+            .map_err(TenantsError::from)?;
     }
     let tunnel_id = setup::ensure_tunnel(
         &source,
@@ -183,7 +236,15 @@ pub async fn replicate(
             metrics::serve(listen, {
                 let metrics = metrics.clone();
                 let processor = processor.clone();
-                move || metrics.render() + &processor::render_stages(&processor.stages())
+                let tenants = tenants.clone();
+                move || match &tenants {
+                    None => metrics.render() + &processor::render_stages(&processor.stages()),
+                    Some(t) => {
+                        metrics.render()
+                            + &processor::render_stages(&t.stages())
+                            + &render_tenants(&t.snapshots())
+                    }
+                }
             })
             .await
             .map_err(|error| PipelineError::Metrics { listen, error })?,
@@ -196,25 +257,27 @@ pub async fn replicate(
     }
 
     let ends = Arc::new(EndTracker::default());
+    let drainer = tenants.clone().map(|tenants| {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(DRAIN_INTERVAL).await;
+                if let Err(error) = tenants.drain().await {
+                    tracing::warn!(%error, "replaying tenant backlogs failed; trying again");
+                }
+            }
+        })
+    });
     let applier = Arc::new(BatchApplier::new(
         processor,
-        DeadLetters::new(destination.clone()),
-        RowWriter::new(
-            destination,
-            destination_table.clone(),
-            config.batch_write_count,
-            metrics.clone(),
-        ),
+        dead_letters,
+        writer,
+        tenants.clone(),
         config.end_time,
         metrics.clone(),
         ends.clone(),
     ));
     let worker_config = WorkerConfig {
-        client_tag: config
-            .tuning
-            .client_tag
-            .clone()
-            .unwrap_or_else(|| format!("otsrep-{}", std::process::id())),
+        client_tag,
         heartbeat_timeout: config.tuning.heartbeat_timeout,
         ..WorkerConfig::default()
     };
@@ -242,6 +305,15 @@ pub async fn replicate(
         .run(worker, watch, shutdown)
         .await
         .map(|reason| reason.unwrap_or(StopReason::Shutdown));
+    if let Some(task) = drainer {
+        task.abort();
+    }
+    if let (Some(tenants), Ok(StopReason::EndTime | StopReason::Copied)) = (&tenants, &outcome) {
+        // What a resumed tenant still has in its backlog is applied before the run ends.
+        if let Err(error) = tenants.drain().await {
+            tracing::warn!(%error, "replaying tenant backlogs at the end of the run failed");
+        }
+    }
     if let Some((_, task)) = metrics_server {
         task.abort();
     }

@@ -94,6 +94,14 @@ impl RowWriter {
         }
     }
 
+    /// The same writer, writing to `table` instead.
+    pub fn to_table(&self, table: String) -> Self {
+        Self {
+            table,
+            ..self.clone()
+        }
+    }
+
     /// Applies `changes` to the destination in order; returns once every one is durable, or
     /// at the first failure.
     pub async fn write(&self, changes: &[RowChange]) -> Result<(), WriteError> {

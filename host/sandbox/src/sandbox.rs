@@ -231,6 +231,12 @@ impl Sandbox {
         self.target_table.as_deref()
     }
 
+    /// The guest's component bytes as they are now (a file is read again): what tells
+    /// processes that the guest was replaced, before a batch swaps it in.
+    pub fn source_bytes(&self) -> std::io::Result<Vec<u8>> {
+        self.runtime.source.read()
+    }
+
     /// Lets the guest route row changes to `tables` (besides the replication's destination);
     /// a change routed to any other table is invalid output.
     pub fn route_to(mut self, tables: impl IntoIterator<Item = String>) -> Self {

@@ -487,7 +487,16 @@ fn a_changed_guest_file_takes_over_at_the_next_batch() {
     std::fs::copy(components().join("replicate.wasm"), &file).unwrap();
     let source = GuestSource::file(dir.path(), "current.wasm").unwrap();
     let sandbox = Sandbox::load(source, &json!({}), Limits::default()).unwrap();
-    let records = harmless();
+    // With no options, misbehave does as a record's `misbehave` column says.
+    let mut records = harmless();
+    let RowChange::Put { cells, .. } = &mut records[0].change else {
+        unreachable!()
+    };
+    cells.push(Cell {
+        name: "misbehave".into(),
+        value: Value::String("drop".into()),
+        timestamp: Some(1),
+    });
     assert_eq!(
         sandbox.process("src", &records).unwrap().changes,
         changes(&records)

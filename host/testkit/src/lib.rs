@@ -101,6 +101,7 @@ pub fn local_config(
         destination: endpoint(url, destination),
         batch_write_count: 200,
         processors: vec![processor],
+        tenants: None,
         metrics_listen: None,
         tuning: Tuning {
             monitor_interval: std::time::Duration::from_secs(1),

@@ -78,6 +78,15 @@ impl Processor for Chain {
         self.stages.iter().rev().find_map(|s| s.target_table())
     }
 
+    fn fingerprint(&self) -> Option<String> {
+        let parts = self
+            .stages
+            .iter()
+            .map(|s| s.fingerprint())
+            .collect::<Option<Vec<_>>>()?;
+        Some(parts.join("+"))
+    }
+
     fn routed_tables(&self) -> Vec<String> {
         let mut tables: Vec<String> = Vec::new();
         for table in self.stages.iter().flat_map(|s| s.routed_tables()) {

@@ -60,8 +60,14 @@ impl Processor for GuestProcessor {
         self.tables.clone()
     }
 
+    fn fingerprint(&self) -> Option<String> {
+        let bytes = self.sandbox.source_bytes().ok()?;
+        Some(format!("{:x}", md5::compute(bytes)))
+    }
+
     fn stages(&self) -> Vec<StageReport> {
         vec![StageReport {
+            tenant: None,
             stage: 0,
             name: self.sandbox.name().to_owned(),
             stats: self.stats.snapshot(),

@@ -65,6 +65,13 @@ pub trait Processor: Send + Sync {
         None
     }
 
+    /// A digest of the guests this processor runs, as their files are now: processes compare
+    /// it to tell that a quarantined tenant's guest was replaced. `None` while a guest file
+    /// cannot be read (a file being replaced is not yet a replacement).
+    fn fingerprint(&self) -> Option<String> {
+        Some(String::new())
+    }
+
     /// The tables besides the destination this processor may route row changes to.
     fn routed_tables(&self) -> Vec<String> {
         Vec::new()

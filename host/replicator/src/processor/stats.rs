@@ -77,6 +77,8 @@ pub struct StageSnapshot {
 /// One guest of a processor: its place in the chain, its name and its counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageReport {
+    /// The tenant whose chain the guest is in, when the replication has tenants.
+    pub tenant: Option<String>,
     /// Position in the chain, from 0.
     pub stage: usize,
     /// The guest's name.
@@ -131,8 +133,13 @@ pub fn render_stages(stages: &[StageReport]) -> String {
 }
 
 fn labels(stage: &StageReport) -> String {
+    let tenant = stage
+        .tenant
+        .as_ref()
+        .map(|t| format!("tenant=\"{t}\","))
+        .unwrap_or_default();
     format!(
-        "stage=\"{}\",processor=\"{}\"",
+        "{tenant}stage=\"{}\",processor=\"{}\"",
         stage.stage,
         stage.name.replace('\\', "\\\\").replace('"', "\\\"")
     )
@@ -154,11 +161,13 @@ mod tests {
         mask.failed("trap");
         let reports = [
             StageReport {
+                tenant: None,
                 stage: 0,
                 name: "filter".into(),
                 stats: filter.snapshot(),
             },
             StageReport {
+                tenant: None,
                 stage: 1,
                 name: "mask\"1\".wasm".into(),
                 stats: mask.snapshot(),

@@ -183,11 +183,6 @@ impl Backlog {
         Self { client, table }
     }
 
-    /// The table's name.
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
     fn error(&self, action: impl Into<String>) -> impl FnOnce(ClientError) -> BacklogError {
         let table = self.table.clone();
         let action = action.into();

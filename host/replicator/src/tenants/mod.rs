@@ -18,8 +18,9 @@
 mod backlog;
 mod rules;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ots_protocol::record::TunnelRecord;
 
@@ -33,6 +34,8 @@ use crate::writer::RowWriter;
 
 /// How many backlog records one replay step reads and applies.
 const REPLAY_PAGE: usize = 200;
+/// How often a waiting backlog is counted for the metrics (counting reads every key).
+const COUNT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// One tenant: its chain, its destination, and what this process counted for it.
 pub struct Tenant {
@@ -53,6 +56,10 @@ struct TenantCounts {
     set_aside: AtomicU64,
     replayed: AtomicU64,
     quarantines: AtomicU64,
+    /// What the last look at the backlog table saw.
+    quarantined: AtomicBool,
+    backlog: AtomicU64,
+    counted_at: Mutex<Option<Instant>>,
 }
 
 /// A tenant's counters in this process.
@@ -66,6 +73,10 @@ pub struct TenantSnapshot {
     pub replayed: u64,
     /// Times this process quarantined it.
     pub quarantines: u64,
+    /// Whether it was quarantined at the last look (about every second).
+    pub quarantined: bool,
+    /// Records in its backlog when last counted (about every 10 s while there are any).
+    pub backlog: u64,
 }
 
 /// The tenants of a replication and their shared backlog.
@@ -236,6 +247,7 @@ impl Tenants {
         let mut replayed = 0;
         for tenant in &self.tenants {
             let head = self.backlog.head(&tenant.name).await?;
+            self.observe(tenant, &head).await?;
             if head.status() == Status::Quarantined {
                 let recorded = head.state.as_ref().and_then(|s| s.fingerprint.as_deref());
                 match tenant.processor.fingerprint() {
@@ -252,6 +264,30 @@ impl Tenants {
             replayed += self.replay(tenant).await?;
         }
         Ok(replayed)
+    }
+
+    /// Updates the tenant's state and backlog gauges from `head`.
+    async fn observe(&self, tenant: &Tenant, head: &Head) -> Result<(), BacklogError> {
+        let c = &tenant.counts;
+        c.quarantined
+            .store(head.status() == Status::Quarantined, Ordering::Relaxed);
+        if !head.has_records {
+            c.backlog.store(0, Ordering::Relaxed);
+            return Ok(());
+        }
+        let due = c
+            .counted_at
+            .lock()
+            .map(|at| at.is_none_or(|t| t.elapsed() >= COUNT_INTERVAL))
+            .unwrap_or(true);
+        if due {
+            let count = self.backlog.count(&tenant.name).await?;
+            c.backlog.store(count, Ordering::Relaxed);
+            if let Ok(mut at) = c.counted_at.lock() {
+                *at = Some(Instant::now());
+            }
+        }
+        Ok(())
     }
 
     /// Replays `tenant`'s backlog in order while this process holds the lease.
@@ -324,6 +360,8 @@ impl Tenants {
                         set_aside: c.set_aside.load(Ordering::Relaxed),
                         replayed: c.replayed.load(Ordering::Relaxed),
                         quarantines: c.quarantines.load(Ordering::Relaxed),
+                        quarantined: c.quarantined.load(Ordering::Relaxed),
+                        backlog: c.backlog.load(Ordering::Relaxed),
                     },
                 )
             })
@@ -358,11 +396,62 @@ pub fn render_tenants(tenants: &[(String, TenantSnapshot)]) -> String {
             |s| s.quarantines,
         ),
     ];
-    for (name, help, value) in families {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (tenant, snapshot) in tenants {
-            let _ = writeln!(out, "{name}{{tenant=\"{tenant}\"}} {}", value(snapshot));
+    let gauges: [Family; 2] = [
+        (
+            "tenant_quarantined",
+            "1 while the tenant is quarantined (its records go to the backlog).",
+            |s| u64::from(s.quarantined),
+        ),
+        (
+            "tenant_backlog_records",
+            "Records waiting in the tenant's backlog, counted about every 10 s.",
+            |s| s.backlog,
+        ),
+    ];
+    for (kind, list) in [("counter", &families[..]), ("gauge", &gauges[..])] {
+        for (name, help, value) in list {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (tenant, snapshot) in tenants {
+                let _ = writeln!(out, "{name}{{tenant=\"{tenant}\"}} {}", value(snapshot));
+            }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_metrics_name_each_tenant() {
+        let quarantined = TenantSnapshot {
+            set_aside: 40,
+            quarantines: 1,
+            quarantined: true,
+            backlog: 38,
+            ..TenantSnapshot::default()
+        };
+        let text = render_tenants(&[
+            ("acme".into(), quarantined),
+            (
+                "default".into(),
+                TenantSnapshot {
+                    applied: 7,
+                    ..TenantSnapshot::default()
+                },
+            ),
+        ]);
+        for line in [
+            "tenant_records_set_aside_total{tenant=\"acme\"} 40",
+            "tenant_quarantines_total{tenant=\"acme\"} 1",
+            "tenant_records_applied_total{tenant=\"default\"} 7",
+            "# TYPE tenant_quarantined gauge",
+            "tenant_quarantined{tenant=\"acme\"} 1",
+            "tenant_quarantined{tenant=\"default\"} 0",
+            "tenant_backlog_records{tenant=\"acme\"} 38",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
 }

@@ -161,6 +161,14 @@ fn main() -> anyhow::Result<()> {
         ),
         ("rename (two columns)", vec![("rename", rename_two.clone())]),
         (
+            "route (fan-out: each record to 2 tables)",
+            vec![("route", json!({"copies": ["copy_a"]}))],
+        ),
+        (
+            "route (fan-out: each record to 3 tables)",
+            vec![("route", json!({"copies": ["copy_a", "copy_b"]}))],
+        ),
+        (
             "chain: filter (all) > rename > replicate",
             vec![
                 ("filter", keep_all),
@@ -178,6 +186,13 @@ fn main() -> anyhow::Result<()> {
             .into_iter()
             .map(|(name, options)| ProcessorConfig {
                 source: ProcessorSource::Builtin(name.into()),
+                // A routing guest may write to the tables it copies to.
+                tables: options["copies"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect(),
                 options,
                 ..ProcessorConfig::default()
             })

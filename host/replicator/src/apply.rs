@@ -44,8 +44,10 @@ impl ApplyError {
     pub fn is_retriable(&self) -> bool {
         let client_error = match self {
             Self::Processor { source, .. } => return source.is_retriable(),
-            // A full disk or a busy destination may clear; nothing of the batch was written.
-            Self::DeadLetter(_) | Self::Backlog(_) => return true,
+            // A full disk or a busy destination may clear; the batch is applied again as a whole
+            // (every write of it is idempotent).
+            Self::DeadLetter(_) => return true,
+            Self::Backlog(error) => return error.is_retriable(),
             Self::Write(WriteError::Request { error, .. }) => error,
             Self::Write(WriteError::Rows { first, .. }) => first,
         };

@@ -118,16 +118,18 @@ impl RowWriter {
         if tables.iter().all(Option::is_none) {
             return self.write(&changes).await;
         }
-        let mut routed: Vec<(Option<Arc<str>>, Vec<RowChange>)> = Vec::new();
-        for (change, table) in changes.into_iter().zip(tables) {
+        // Grouped by the table written, so a guest naming the destination itself still has
+        // that table's changes written in their order.
+        let mut routed: Vec<(&str, Vec<RowChange>)> = Vec::new();
+        for (change, table) in changes.into_iter().zip(&tables) {
+            let table = table.as_deref().unwrap_or(&self.table);
             match routed.iter_mut().find(|(t, _)| *t == table) {
                 Some((_, list)) => list.push(change),
                 None => routed.push((table, vec![change])),
             }
         }
         for (table, changes) in routed {
-            self.write_to(table.as_deref().unwrap_or(&self.table), &changes)
-                .await?;
+            self.write_to(table, &changes).await?;
         }
         Ok(())
     }

@@ -56,7 +56,8 @@ impl Processor for Chain {
                 .collect();
             let mut next = stage.process(&inputs)?;
             changes.skipped.append(&mut next.skipped);
-            // A change keeps the table an earlier stage routed it to unless this one routes it.
+            // A change keeps the table an earlier stage routed it to unless this one routes it
+            // elsewhere: to a later stage, `none` is where the record it reads was going.
             let tables = next
                 .tables
                 .into_iter()

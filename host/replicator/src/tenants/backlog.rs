@@ -33,8 +33,21 @@ const STATE: [u8; 1] = [0];
 const BASE: u8 = 1;
 const STREAM: u8 = 2;
 
+/// What a head read returns: the state row's columns, and of a record row only its channel
+/// (a range read leaves out rows holding none of the columns asked for).
+const HEAD_COLUMNS: &[&str] = &[
+    "state",
+    "version",
+    "last_error",
+    "quarantined_at",
+    "fingerprint",
+    "drainer",
+    "lease_until",
+    "channel",
+];
+
 /// How long a replay lease lasts without renewal.
-pub const LEASE: Duration = Duration::from_secs(30);
+pub const LEASE: Duration = Duration::from_secs(60);
 
 /// Why the backlog could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +73,19 @@ pub enum BacklogError {
         /// What is wrong.
         problem: String,
     },
+}
+
+impl BacklogError {
+    /// Whether trying again may succeed: a busy or unreachable destination, not a row the
+    /// table refuses or one this tool cannot read.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Call { source, .. } => {
+                source.retriability() != ots_protocol::error::Retriability::Never
+            }
+            Self::Corrupt { .. } => false,
+        }
+    }
 }
 
 /// Whether a tenant's records are applied.
@@ -264,7 +290,7 @@ impl Backlog {
     pub async fn head(&self, tenant: &str) -> Result<Head, BacklogError> {
         let rows = self
             .client
-            .get_range(self.range(tenant, STATE.to_vec(), 2, &[]))
+            .get_range(self.range(tenant, STATE.to_vec(), 2, HEAD_COLUMNS))
             .collect_all()
             .await
             .map_err(self.error(format!("reading tenant {tenant}'s state")))?;
@@ -306,7 +332,7 @@ impl Backlog {
     }
 
     async fn write_all(&self, rows: &[RowChange], action: &str) -> Result<(), BacklogError> {
-        for chunk in rows.chunks(crate::config::MAX_BATCH_WRITE_COUNT) {
+        for chunk in chunks(rows) {
             // Rows are keyed by what they hold: writing or deleting one again changes nothing.
             let outcomes = self
                 .client
@@ -433,14 +459,14 @@ impl Backlog {
         &self,
         tenant: &str,
         error: &str,
-        fingerprint: &str,
+        fingerprint: Option<&str>,
     ) -> Result<(), BacklogError> {
         self.update(tenant, |s| {
             Some(TenantState {
                 status: Status::Quarantined,
                 last_error: Some(error.to_owned()),
                 quarantined_at: Some(now_ms()),
-                fingerprint: Some(fingerprint.to_owned()),
+                fingerprint: fingerprint.map(str::to_owned),
                 drainer: None,
                 ..s.clone()
             })
@@ -545,6 +571,39 @@ impl Backlog {
     }
 }
 
+/// The most bytes of cell values one backlog request carries, well under the service's 4 MB.
+const REQUEST_BYTES: usize = 2 << 20;
+
+/// `rows` cut into requests of at most 200 rows and about [`REQUEST_BYTES`].
+fn chunks(rows: &[RowChange]) -> Vec<&[RowChange]> {
+    let size = |row: &RowChange| match row {
+        RowChange::Put { cells, .. } => cells
+            .iter()
+            .map(|c| match &c.value {
+                Value::String(s) => s.len(),
+                _ => 8,
+            })
+            .sum(),
+        _ => 64,
+    };
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, row) in rows.iter().enumerate() {
+        let n = size(row);
+        if i > start
+            && (i - start == crate::config::MAX_BATCH_WRITE_COUNT || bytes + n > REQUEST_BYTES)
+        {
+            out.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += n;
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
+}
+
 fn position_of(row: &Row) -> Option<&[u8]> {
     row.primary_key.0.get(1).and_then(|c| match &c.value {
         PrimaryKeyValue::Binary(b) => Some(b.as_slice()),
@@ -608,6 +667,26 @@ mod tests {
                 row_index,
             }),
         }
+    }
+
+    #[test]
+    fn requests_are_cut_at_200_rows_and_at_about_2_mib() {
+        let row = |bytes: usize| RowChange::Put {
+            primary_key: Backlog::key("t", vec![1]),
+            cells: vec![text("record", "x".repeat(bytes))],
+        };
+        let small: Vec<RowChange> = (0..450).map(|_| row(10)).collect();
+        let sizes: Vec<usize> = chunks(&small).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [200, 200, 50]);
+        let large: Vec<RowChange> = (0..5).map(|_| row(900 << 10)).collect();
+        let sizes: Vec<usize> = chunks(&large).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        let huge = [row(3 << 20)];
+        assert_eq!(
+            chunks(&huge).len(),
+            1,
+            "a row over the limit still goes, alone"
+        );
     }
 
     #[test]

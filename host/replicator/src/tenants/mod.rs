@@ -6,18 +6,22 @@
 //! tenant is quarantined, or older records of it wait there, its records are set aside in the
 //! backlog instead, in order, and the batch still counts as done, so checkpoints advance for
 //! everyone. A guest that traps, runs past its deadline or memory, returns invalid output or
-//! asks to stop quarantines its tenant (the record that failed and every later one go to the
-//! backlog); a guest asking for a retry fails the batch, as without tenants.
+//! asks to stop quarantines its tenant (its records of the failing batch, none of which were
+//! applied, and every later one go to the backlog); a guest asking for a retry fails the batch,
+//! as without tenants.
 //!
 //! [`Tenants::drain`] runs in every worker process: it resumes a quarantined tenant whose
 //! guests were replaced (their files' digest differs from the one recorded at the quarantine),
 //! and replays an active tenant's backlog in order through its chain under a lease, removing
-//! what it applied. New records of the tenant keep going to the backlog until it is empty, so
+//! what it applied. A page is given well under the lease's time, so a stalled process cannot
+//! write a page after another has taken over; a replay that fails for good (the guest, or a
+//! row the destination refuses) quarantines the tenant again. New records of the tenant keep going to the backlog until it is empty, so
 //! a row's changes are applied in the order they were made.
 
 mod backlog;
 mod rules;
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,6 +38,9 @@ use crate::writer::RowWriter;
 
 /// How many backlog records one replay step reads and applies.
 const REPLAY_PAGE: usize = 200;
+/// How long replaying one page may take: well under [`backlog::LEASE`], so the lease cannot
+/// pass to another process while a page is still being written.
+const PAGE_DEADLINE: Duration = Duration::from_secs(15);
 /// How often a waiting backlog is counted for the metrics (counting reads every key).
 const COUNT_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -176,7 +183,11 @@ impl Tenants {
     pub async fn apply(&self, channel: &str, records: &[TunnelRecord]) -> Result<(), ApplyError> {
         for (t, indices) in self.rules.partition(records) {
             let tenant = &self.tenants[t];
-            let mine: Vec<TunnelRecord> = indices.iter().map(|&i| records[i].clone()).collect();
+            let mine: Cow<'_, [TunnelRecord]> = if indices.len() == records.len() {
+                Cow::Borrowed(records)
+            } else {
+                Cow::Owned(indices.iter().map(|&i| records[i].clone()).collect())
+            };
             let head = self.backlog.head(&tenant.name).await?;
             if head.blocks() {
                 self.set_aside(tenant, channel, &mine).await?;
@@ -226,9 +237,9 @@ impl Tenants {
     }
 
     async fn quarantine(&self, tenant: &Tenant, error: &str) -> Result<(), BacklogError> {
-        let fingerprint = tenant.processor.fingerprint().unwrap_or_default();
+        let fingerprint = tenant.processor.fingerprint();
         self.backlog
-            .quarantine(&tenant.name, error, &fingerprint)
+            .quarantine(&tenant.name, error, fingerprint.as_deref())
             .await?;
         tenant.counts.quarantines.fetch_add(1, Ordering::Relaxed);
         tracing::error!(
@@ -243,27 +254,39 @@ impl Tenants {
     /// One pass over the tenants: resumes those whose guests were replaced, and replays the
     /// backlog of every active tenant this process can lease. Returns how many records it
     /// replayed.
-    pub async fn drain(&self) -> Result<u64, ApplyError> {
+    pub async fn drain(&self) -> u64 {
         let mut replayed = 0;
         for tenant in &self.tenants {
-            let head = self.backlog.head(&tenant.name).await?;
-            self.observe(tenant, &head).await?;
-            if head.status() == Status::Quarantined {
-                let recorded = head.state.as_ref().and_then(|s| s.fingerprint.as_deref());
-                match tenant.processor.fingerprint() {
-                    Some(now) if Some(now.as_str()) != recorded => {
-                        if self.backlog.resume(&tenant.name).await? {
-                            tracing::info!(tenant = %tenant.name, "the tenant's guest was replaced: resuming it, its backlog replays first");
-                        }
-                    }
-                    _ => continue,
+            match self.drain_tenant(tenant).await {
+                Ok(n) => replayed += n,
+                // One tenant's trouble does not hold the others back; the next pass tries again.
+                Err(error) => {
+                    tracing::warn!(tenant = %tenant.name, %error, "looking after the tenant's backlog failed")
                 }
-            } else if !head.has_records {
-                continue;
             }
-            replayed += self.replay(tenant).await?;
         }
-        Ok(replayed)
+        replayed
+    }
+
+    async fn drain_tenant(&self, tenant: &Tenant) -> Result<u64, ApplyError> {
+        let head = self.backlog.head(&tenant.name).await?;
+        self.observe(tenant, &head).await?;
+        if head.status() == Status::Quarantined {
+            // Resumed when its guests differ from those that failed; a quarantine recorded
+            // without a digest (a file unreadable then) waits for an operator's resume.
+            let recorded = head.state.as_ref().and_then(|s| s.fingerprint.as_deref());
+            match (tenant.processor.fingerprint(), recorded) {
+                (Some(now), Some(then)) if now != then => {
+                    if self.backlog.resume(&tenant.name).await? {
+                        tracing::info!(tenant = %tenant.name, "the tenant's guest was replaced: resuming it, its backlog replays first");
+                    }
+                }
+                _ => return Ok(0),
+            }
+        } else if !head.has_records {
+            return Ok(0);
+        }
+        self.replay(tenant).await
     }
 
     /// Updates the tenant's state and backlog gauges from `head`.
@@ -294,44 +317,68 @@ impl Tenants {
     async fn replay(&self, tenant: &Tenant) -> Result<u64, ApplyError> {
         let mut replayed = 0;
         while self.backlog.lease(&tenant.name, &self.me).await? {
-            let entries = self.backlog.entries(&tenant.name, REPLAY_PAGE).await?;
-            if entries.is_empty() {
-                self.backlog.release(&tenant.name, &self.me).await?;
-                if replayed > 0 {
-                    tracing::info!(tenant = %tenant.name, replayed, "the tenant's backlog is replayed; its records apply as they arrive again");
-                }
-                break;
-            }
-            let records: Vec<TunnelRecord> = entries.iter().map(|e| e.record.clone()).collect();
-            match tenant.processor.process(&records) {
-                Ok(changes) => {
-                    if !changes.skipped.is_empty() {
-                        self.dead_letters.set_aside(&changes.skipped).await?;
+            let page = tokio::time::timeout(PAGE_DEADLINE, self.replay_page(tenant)).await;
+            match page {
+                Ok(Ok(0)) => {
+                    self.backlog.release(&tenant.name, &self.me).await?;
+                    if replayed > 0 {
+                        tracing::info!(tenant = %tenant.name, replayed, "the tenant's backlog is replayed; its records apply as they arrive again");
                     }
-                    tenant
-                        .writer
-                        .write_routed(changes.rows, changes.tables)
-                        .await?;
-                    let positions: Vec<Vec<u8>> = entries.into_iter().map(|e| e.position).collect();
-                    self.backlog.remove(&tenant.name, &positions).await?;
-                    replayed += records.len() as u64;
-                    tenant
-                        .counts
-                        .replayed
-                        .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    break;
                 }
-                Err(error) if error.is_retriable() => {
+                Ok(Ok(n)) => replayed += n,
+                Ok(Err(error)) if error.is_retriable() => {
+                    tracing::warn!(tenant = %tenant.name, %error, "replaying the tenant's backlog failed; trying again later");
                     self.backlog.release(&tenant.name, &self.me).await?;
                     break;
                 }
-                Err(error) => {
+                Ok(Err(error)) => {
                     self.quarantine(tenant, &format!("replaying its backlog: {error}"))
                         .await?;
+                    break;
+                }
+                // Abandoned well before the lease runs out: no other process can have taken
+                // the page over yet, and it is replayed again from its first record.
+                Err(_) => {
+                    tracing::warn!(tenant = %tenant.name, deadline = ?PAGE_DEADLINE, "a backlog page took too long to replay; trying again later");
+                    self.backlog.release(&tenant.name, &self.me).await?;
                     break;
                 }
             }
         }
         Ok(replayed)
+    }
+
+    /// Replays the first page of `tenant`'s backlog: through its chain, written, then removed.
+    /// Returns how many records it replayed (none: the backlog is empty).
+    async fn replay_page(&self, tenant: &Tenant) -> Result<u64, ApplyError> {
+        let entries = self.backlog.entries(&tenant.name, REPLAY_PAGE).await?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let (positions, records): (Vec<Vec<u8>>, Vec<TunnelRecord>) =
+            entries.into_iter().map(|e| (e.position, e.record)).unzip();
+        let changes =
+            tenant
+                .processor
+                .process(&records)
+                .map_err(|source| ApplyError::Processor {
+                    processor: tenant.processor.name().to_owned(),
+                    source,
+                })?;
+        if !changes.skipped.is_empty() {
+            self.dead_letters.set_aside(&changes.skipped).await?;
+        }
+        tenant
+            .writer
+            .write_routed(changes.rows, changes.tables)
+            .await?;
+        self.backlog.remove(&tenant.name, &positions).await?;
+        tenant
+            .counts
+            .replayed
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        Ok(records.len() as u64)
     }
 
     /// Each tenant's guests' statistics, labelled with the tenant.

@@ -36,7 +36,14 @@ impl Processor for Route {
                 "set `copies` (tables every record is copied to) or `column` and `tables`".into(),
             );
         }
-        let info = ProcessorInfo::reads(true, ColumnInterest::All);
+        // Copies are the record's own change written to more tables: nothing is read for
+        // them. Routing by a column reads the key and that column only.
+        let info = match &by {
+            None => ProcessorInfo::reads(false, ColumnInterest::None),
+            Some((column, _)) => {
+                ProcessorInfo::reads(true, ColumnInterest::Named(vec![column.clone()]))
+            }
+        };
         Ok((Route { copies, by }, info))
     }
 
@@ -59,21 +66,13 @@ impl Processor for Route {
                     tables
                         .iter()
                         .find(|(v, _)| *v == text)
-                        .map(|(_, t)| t.as_str())
+                        .map(|(_, t)| t.clone())
                 });
                 if home.is_none() && self.copies.is_empty() {
                     return Action::Keep;
                 }
-                let change = RowChange::of_record(record);
-                let copies = self
-                    .copies
-                    .iter()
-                    .map(|t| RoutedChange::to(Some(t), change.clone()));
-                Action::Replace(
-                    std::iter::once(RoutedChange::to(home, change.clone()))
-                        .chain(copies)
-                        .collect(),
-                )
+                let copies = self.copies.iter().cloned().map(Some);
+                Action::KeepIn(std::iter::once(home).chain(copies).collect())
             })
             .collect();
         Ok(BatchOutput::actions(actions))

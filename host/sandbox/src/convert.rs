@@ -406,6 +406,12 @@ pub fn lift(
             for (index, (record, action)) in records.iter().zip(actions).enumerate() {
                 match action {
                     wit::RoutedAction::Keep => changes.extend(kept(index, record)),
+                    wit::RoutedAction::KeepIn(targets) => {
+                        for target in targets {
+                            let table = route(tables, target).map_err(|m| (Some(index), m))?;
+                            changes.extend(kept(index, record).map(|c| Lifted { table, ..c }));
+                        }
+                    }
                     wit::RoutedAction::Drop => {}
                     wit::RoutedAction::Replace(list) => {
                         for routed in list {

@@ -238,12 +238,16 @@ async fn two_processes_and_a_kill_9_while_a_tenant_is_quarantined_end_in_exact_c
         &mut [&mut second],
     )
     .await;
-    let status = Command::new(env!("CARGO_BIN_EXE_otsrep"))
-        .args(["tenants", "list", "--config"])
-        .arg(&config)
-        .output()
-        .await
-        .unwrap();
+    let otsrep_tenants = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_otsrep"));
+        command
+            .arg("tenants")
+            .args(args)
+            .arg("--config")
+            .arg(&config);
+        command.output()
+    };
+    let status = otsrep_tenants(&["list"]).await.unwrap();
     let listing = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success(), "{listing}");
     let threes_line = listing.lines().find(|l| l.starts_with("threes")).unwrap();
@@ -256,6 +260,39 @@ async fn two_processes_and_a_kill_9_while_a_tenant_is_quarantined_end_in_exact_c
             .lines()
             .any(|l| l.starts_with("ones") && l.contains("active")),
         "{listing}"
+    );
+
+    // An operator resuming it without fixing the guest: the replay fails on the same record
+    // and the tenant is quarantined again, its backlog kept.
+    let unknown = otsrep_tenants(&["resume", "nobody"]).await.unwrap();
+    assert!(!unknown.status.success());
+    let message = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        message
+            .contains("no tenant \"nobody\" in the config; its tenants are ones, threes, default"),
+        "{message}"
+    );
+    let active = otsrep_tenants(&["resume", "ones"]).await.unwrap();
+    assert!(String::from_utf8_lossy(&active.stdout).contains("tenant ones is not quarantined"));
+    let resumed = otsrep_tenants(&["resume", "threes"]).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&resumed.stdout).contains("resumed tenant threes"),
+        "{resumed:?}"
+    );
+    wait_for(
+        "the failed replay to quarantine the tenant again",
+        Duration::from_secs(30),
+        || async {
+            matches!(backlog.state("threes").await, Ok(Some(s))
+                if s.status == Status::Quarantined
+                    && s.last_error.as_deref().is_some_and(|e| e.contains("replaying its backlog")))
+        },
+        &mut [&mut second],
+    )
+    .await;
+    assert!(
+        backlog.count("threes").await.unwrap() >= held,
+        "nothing of the backlog is lost"
     );
 
     // The fixed guest is dropped in and the killed process comes back: the tenant resumes and

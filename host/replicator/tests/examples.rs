@@ -1,5 +1,5 @@
-//! Every config in `examples/` is valid: it parses, and its processor loads with its options
-//! (the guest's `init` accepts them).
+//! Every config in `examples/` is valid: it parses, and its processors (and each tenant's) load
+//! with their options (the guests' `init` accepts them).
 
 use std::path::Path;
 
@@ -19,8 +19,15 @@ fn every_example_config_parses_and_its_processor_accepts_its_options() {
         }
         let config =
             ReplicatorConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        ots_replicator::processor::load_chain(&config.processors, &config.source.table_name)
-            .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        let tenant_chains = config
+            .tenants
+            .iter()
+            .flat_map(|t| &t.rules)
+            .filter_map(|r| r.processors.as_deref());
+        for chain in std::iter::once(&config.processors[..]).chain(tenant_chains) {
+            ots_replicator::processor::load_chain(chain, &config.source.table_name)
+                .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        }
         checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
     }
     checked.sort();
@@ -31,7 +38,9 @@ fn every_example_config_parses_and_its_processor_accepts_its_options() {
             "filter.toml",
             "rename.toml",
             "replicate.json",
-            "replicate.toml"
+            "replicate.toml",
+            "route.toml",
+            "tenants.toml"
         ],
         "the example configs"
     );

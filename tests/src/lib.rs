@@ -69,6 +69,28 @@ pub const VERIFY_OPTIONS: ots_replicator::verify::VerifyOptions =
         page_size: 500,
     };
 
+/// Compares `destination` with the rows of `source` as `view` maps them (`None`: the row is not
+/// expected in the destination), both tables on `client`.
+pub async fn compare(
+    client: &Client,
+    source: &str,
+    destination: &str,
+    view: &ots_replicator::verify::RowView,
+) -> ots_replicator::verify::VerifyReport {
+    ots_replicator::verify::verify_view(client, source, client, destination, VERIFY_OPTIONS, view)
+        .await
+        .expect("verifying the copy")
+}
+
+/// Panics naming the differing ranges unless `report` found `destination` a match.
+pub fn assert_matches(destination: &str, report: &ots_replicator::verify::VerifyReport) {
+    assert!(
+        report.is_match(),
+        "{destination} differs in {:?}",
+        report.differing().collect::<Vec<_>>()
+    );
+}
+
 /// A write load of 40-row batches over `table`'s rows `0..rows` and a tenth more (so some
 /// writes create rows), pausing `pause` between batches.
 pub fn write_load(client: &Client, table: &str, rows: i64, pause: Duration) -> workload::WriteLoad {

@@ -13,7 +13,7 @@ use ots_protocol::model::{PrimaryKeyValue, Row};
 use ots_replicator::config::{DeadLetter, ProcessorConfig, ProcessorSource, ReplicatorConfig};
 use ots_replicator::metrics::Metrics;
 use ots_replicator::pipeline::{RunSummary, StopReason};
-use ots_replicator::verify::{RowView, VerifyReport, verify_view};
+use ots_replicator::verify::{RowView, VerifyReport};
 
 const SOURCE: &str = "src";
 const ROWS: i64 = 1500;
@@ -30,24 +30,11 @@ fn the_id(row: &Row) -> Option<i64> {
 }
 
 async fn compare(client: &Client, destination: &str, view: &RowView) -> VerifyReport {
-    verify_view(
-        client,
-        SOURCE,
-        client,
-        destination,
-        ots_e2e::VERIFY_OPTIONS,
-        view,
-    )
-    .await
-    .unwrap()
+    ots_e2e::compare(client, SOURCE, destination, view).await
 }
 
 fn assert_matches(report: &VerifyReport) {
-    assert!(
-        report.is_match(),
-        "the destination differs in {:?}",
-        report.differing().collect::<Vec<_>>()
-    );
+    ots_e2e::assert_matches("the destination", report);
 }
 
 fn guest(name: &str, options: serde_json::Value) -> ProcessorConfig {

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use ots_client::Client;
 use ots_e2e::LocalServer;
-use ots_protocol::model::{Cell, PrimaryKeyValue, Row, RowChange, RowExistence, Value};
+use ots_protocol::model::{PrimaryKeyValue, Row, RowExistence};
 use ots_replicator::config::{
     ProcessorConfig, ProcessorSource, ReplicatorConfig, TenantMatch, TenantRule, TenantsConfig,
 };
 use ots_replicator::metrics::Metrics;
 use ots_replicator::pipeline::StopReason;
 use ots_replicator::tenants::{Backlog, Status};
-use ots_replicator::verify::{RowView, verify_view};
+use ots_replicator::verify::RowView;
 
 const SOURCE: &str = "src";
 const ROWS: i64 = 1500;
@@ -58,21 +58,8 @@ fn components(dir: &str) -> PathBuf {
 }
 
 async fn assert_copy(client: &Client, destination: &str, view: &RowView) {
-    let report = verify_view(
-        client,
-        SOURCE,
-        client,
-        destination,
-        ots_e2e::VERIFY_OPTIONS,
-        view,
-    )
-    .await
-    .unwrap();
-    assert!(
-        report.is_match(),
-        "{destination} differs in {:?}",
-        report.differing().collect::<Vec<_>>()
-    );
+    let report = ots_e2e::compare(client, SOURCE, destination, view).await;
+    ots_e2e::assert_matches(destination, &report);
     assert!(report.destination_rows() > 50, "{destination}: {report}");
 }
 
@@ -137,24 +124,13 @@ async fn a_trapping_tenant_is_quarantined_alone_and_converges_after_its_guest_is
 
     // Mid-run, a record makes the third tenant's guest trap.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let RowChange::Put {
-        primary_key,
-        mut cells,
-    } = ots_testkit::workload::initial_row(TRIGGER, chrono::Utc::now().timestamp_millis())
-    else {
-        unreachable!()
-    };
-    cells.push(Cell {
-        name: "misbehave".into(),
-        value: Value::String("trap".into()),
-        timestamp: cells[0].timestamp,
-    });
+    let trigger = ots_testkit::workload::misbehaving_row(
+        TRIGGER,
+        chrono::Utc::now().timestamp_millis(),
+        "trap",
+    );
     client
-        .write_row(
-            SOURCE,
-            &RowChange::Put { primary_key, cells },
-            RowExistence::Ignore,
-        )
+        .write_row(SOURCE, &trigger, RowExistence::Ignore)
         .await
         .unwrap();
     let backlog = Backlog::new(client.clone(), "backlog".into());

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ots_client::Client;
-use ots_protocol::model::{Cell, PrimaryKeyValue, Row, RowChange, RowExistence, Value};
+use ots_protocol::model::{PrimaryKeyValue, Row, RowExistence};
 use ots_replicator::tenants::{Backlog, Status};
 use ots_replicator::verify::{RowView, VerifyOptions, verify_view};
 use ots_testkit::workload::{self, WriteLoad};
@@ -196,24 +196,9 @@ async fn two_processes_and_a_kill_9_while_a_tenant_is_quarantined_end_in_exact_c
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     // A record makes the third tenant's guest trap.
-    let RowChange::Put {
-        primary_key,
-        mut cells,
-    } = workload::initial_row(TRIGGER, chrono::Utc::now().timestamp_millis())
-    else {
-        unreachable!()
-    };
-    cells.push(Cell {
-        name: "misbehave".into(),
-        value: Value::String("trap".into()),
-        timestamp: cells[0].timestamp,
-    });
+    let trigger = workload::misbehaving_row(TRIGGER, chrono::Utc::now().timestamp_millis(), "trap");
     client
-        .write_row(
-            SOURCE,
-            &RowChange::Put { primary_key, cells },
-            RowExistence::Ignore,
-        )
+        .write_row(SOURCE, &trigger, RowExistence::Ignore)
         .await
         .unwrap();
     let backlog = Backlog::new(client.clone(), "backlog".into());

@@ -10,7 +10,7 @@ use ots_tunnel::{Flow, RecordBatch, RecordSink, SinkError};
 
 use crate::end_time::{EndTracker, records_before};
 use crate::metrics::Metrics;
-use crate::processor::{DeadLetterError, DeadLetters, Processor, ProcessorError};
+use crate::processor::{Changes, DeadLetterError, DeadLetters, Processor, ProcessorError};
 use crate::tenants::{BacklogError, Tenants};
 use crate::writer::{RowWriter, WriteError};
 
@@ -155,20 +155,32 @@ impl BatchApplier {
         })?;
         self.metrics
             .records_dropped(records.len().saturating_sub(changes.rows.len()));
-        if !changes.skipped.is_empty() {
-            self.dead_letters.set_aside(&changes.skipped).await?;
+        let skipped = write_changes(changes, &self.dead_letters, &self.writer).await?;
+        if skipped > 0 {
             tracing::warn!(
                 channel,
                 processor = self.processor.name(),
-                skipped = changes.skipped.len(),
+                skipped,
                 "records set aside in the dead-letter sink"
             );
         }
-        self.writer
-            .write_routed(changes.rows, changes.tables)
-            .await?;
         Ok(())
     }
+}
+
+/// Makes what a processor made of a batch durable: the records it skipped set aside in their
+/// dead-letter sinks, then its row changes written through `writer`. Returns how many records
+/// were set aside.
+pub(crate) async fn write_changes(
+    changes: Changes,
+    dead_letters: &DeadLetters,
+    writer: &RowWriter,
+) -> Result<usize, ApplyError> {
+    if !changes.skipped.is_empty() {
+        dead_letters.set_aside(&changes.skipped).await?;
+    }
+    writer.write_routed(changes.rows, changes.tables).await?;
+    Ok(changes.skipped.len())
 }
 
 /// The tunnel worker hands each channel's batches here; it checkpoints only after

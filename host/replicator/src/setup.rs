@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use ots_client::{Client, ClientError};
 use ots_protocol::error::ErrorCode;
 use ots_protocol::pb::table::{
-    CreateTableRequest, DescribeTableResponse, ReservedThroughput, TableMeta, TableOptions,
+    CreateTableRequest, DescribeTableResponse, PrimaryKeySchema, PrimaryKeyType,
+    ReservedThroughput, TableMeta, TableOptions,
 };
 use ots_protocol::pb::tunnel::{StartOffsetFlag, StreamTunnelConfig, TunnelInfo, TunnelType};
 
@@ -188,6 +189,42 @@ pub fn destination_table_request(
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// Creates a table the tool keeps for itself on the destination instance (dead letters, the
+/// tenant backlog) with primary key `key`, no TTL and one version, unless it exists (another
+/// process may have created it first). Returns whether this call created it.
+pub async fn ensure_own_table(
+    client: &Client,
+    table: &str,
+    key: &[(&str, PrimaryKeyType)],
+) -> Result<bool, ClientError> {
+    let request = CreateTableRequest {
+        table_meta: TableMeta {
+            table_name: table.to_owned(),
+            primary_key: key
+                .iter()
+                .map(|(name, kind)| PrimaryKeySchema {
+                    name: (*name).to_owned(),
+                    r#type: *kind as i32,
+                    option: None,
+                })
+                .collect(),
+            ..Default::default()
+        },
+        reserved_throughput: ReservedThroughput::none(),
+        table_options: Some(TableOptions {
+            time_to_live: Some(-1),
+            max_versions: Some(1),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    match client.create_table(&request).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.is(ErrorCode::ObjectAlreadyExist) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -134,6 +134,25 @@ pub fn initial_row(id: i64, timestamp: i64) -> RowChange {
     }
 }
 
+/// Row `id` as the initial fill writes it at `timestamp`, plus a string column `misbehave`
+/// naming `mode`: the test guest `misbehave`, run without options, misbehaves so on a batch
+/// holding it.
+pub fn misbehaving_row(id: i64, timestamp: i64, mode: &str) -> RowChange {
+    let RowChange::Put {
+        primary_key,
+        mut cells,
+    } = initial_row(id, timestamp)
+    else {
+        unreachable!("the initial row is a put")
+    };
+    cells.push(Cell {
+        name: "misbehave".into(),
+        value: Value::String(mode.into()),
+        timestamp: Some(timestamp),
+    });
+    RowChange::Put { primary_key, cells }
+}
+
 /// Writes rows `0..rows` with `parallel` concurrent writers; `on_batch` sees each batch size.
 pub async fn fill(
     client: &Client,

@@ -14,13 +14,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use ots_client::{Client, ClientError};
-use ots_protocol::error::ErrorCode;
 use ots_protocol::json::record_json;
 use ots_protocol::model::{Cell, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value};
-use ots_protocol::pb::table::{
-    CreateTableRequest, PrimaryKeySchema, PrimaryKeyType, ReservedThroughput, TableMeta,
-    TableOptions,
-};
+use ots_protocol::pb::table::PrimaryKeyType;
 use ots_protocol::record::TunnelRecord;
 
 use crate::config::DeadLetter;
@@ -152,13 +148,10 @@ impl DeadLetters {
         if self.ready.lock().is_ok_and(|r| r.contains(table)) {
             return Ok(());
         }
-        match self.client.create_table(&table_request(table)).await {
-            Ok(_) => tracing::info!(table, "created the dead-letter table"),
-            Err(ClientError::Service {
-                code: ErrorCode::ObjectAlreadyExist,
-                ..
-            }) => {}
-            Err(e) => return Err(e),
+        if crate::setup::ensure_own_table(&self.client, table, &[(KEY, PrimaryKeyType::String)])
+            .await?
+        {
+            tracing::info!(table, "created the dead-letter table");
         }
         if let Ok(mut ready) = self.ready.lock() {
             ready.insert(table.to_owned());
@@ -199,26 +192,5 @@ fn row(s: &Skipped) -> RowChange {
             text("record", record.to_string()),
             text("time", chrono::Utc::now().to_rfc3339()),
         ],
-    }
-}
-
-fn table_request(table: &str) -> CreateTableRequest {
-    CreateTableRequest {
-        table_meta: TableMeta {
-            table_name: table.to_owned(),
-            primary_key: vec![PrimaryKeySchema {
-                name: KEY.into(),
-                r#type: PrimaryKeyType::String as i32,
-                option: None,
-            }],
-            ..Default::default()
-        },
-        reserved_throughput: ReservedThroughput::none(),
-        table_options: Some(TableOptions {
-            time_to_live: Some(-1),
-            max_versions: Some(1),
-            ..Default::default()
-        }),
-        ..Default::default()
     }
 }

@@ -21,10 +21,7 @@ use ots_protocol::json::{parse_record, record_json};
 use ots_protocol::model::{
     Cell, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, Row, RowChange, RowExistence, Value,
 };
-use ots_protocol::pb::table::{
-    CreateTableRequest, PrimaryKeySchema, PrimaryKeyType, ReservedThroughput, TableMeta,
-    TableOptions,
-};
+use ots_protocol::pb::table::PrimaryKeyType;
 use ots_protocol::plainbuffer;
 use ots_protocol::record::TunnelRecord;
 
@@ -234,39 +231,17 @@ impl Backlog {
 
     /// Creates the table if it is missing.
     pub async fn ensure_table(&self) -> Result<(), BacklogError> {
-        let request = CreateTableRequest {
-            table_meta: TableMeta {
-                table_name: self.table.clone(),
-                primary_key: vec![
-                    PrimaryKeySchema {
-                        name: "tenant".into(),
-                        r#type: PrimaryKeyType::String as i32,
-                        option: None,
-                    },
-                    PrimaryKeySchema {
-                        name: "position".into(),
-                        r#type: PrimaryKeyType::Binary as i32,
-                        option: None,
-                    },
-                ],
-                ..Default::default()
-            },
-            reserved_throughput: ReservedThroughput::none(),
-            table_options: Some(TableOptions {
-                time_to_live: Some(-1),
-                max_versions: Some(1),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        match self.client.create_table(&request).await {
-            Ok(()) => {
-                tracing::info!(table = %self.table, "created the tenant backlog table");
-                Ok(())
-            }
-            Err(e) if e.is(ErrorCode::ObjectAlreadyExist) => Ok(()),
-            Err(e) => Err(self.error("creating it")(e)),
+        let key = [
+            ("tenant", PrimaryKeyType::String),
+            ("position", PrimaryKeyType::Binary),
+        ];
+        let created = crate::setup::ensure_own_table(&self.client, &self.table, &key)
+            .await
+            .map_err(self.error("creating it"))?;
+        if created {
+            tracing::info!(table = %self.table, "created the tenant backlog table");
         }
+        Ok(())
     }
 
     fn range(&self, tenant: &str, from: Vec<u8>, limit: usize, columns: &[&str]) -> RangeQuery {

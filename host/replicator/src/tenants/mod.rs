@@ -31,7 +31,7 @@ use ots_protocol::record::TunnelRecord;
 pub use backlog::{Backlog, BacklogError, Head, Status, TenantState};
 pub use rules::TenantRules;
 
-use crate::apply::ApplyError;
+use crate::apply::{ApplyError, write_changes};
 use crate::config::{DEFAULT_TENANT, ReplicatorConfig};
 use crate::processor::{DeadLetters, Processor, StageReport, load_chain};
 use crate::writer::RowWriter;
@@ -195,13 +195,7 @@ impl Tenants {
             }
             match tenant.processor.process(&mine) {
                 Ok(changes) => {
-                    if !changes.skipped.is_empty() {
-                        self.dead_letters.set_aside(&changes.skipped).await?;
-                    }
-                    tenant
-                        .writer
-                        .write_routed(changes.rows, changes.tables)
-                        .await?;
+                    write_changes(changes, &self.dead_letters, &tenant.writer).await?;
                     tenant
                         .counts
                         .applied
@@ -366,13 +360,7 @@ impl Tenants {
                     processor: tenant.processor.name().to_owned(),
                     source,
                 })?;
-        if !changes.skipped.is_empty() {
-            self.dead_letters.set_aside(&changes.skipped).await?;
-        }
-        tenant
-            .writer
-            .write_routed(changes.rows, changes.tables)
-            .await?;
+        write_changes(changes, &self.dead_letters, &tenant.writer).await?;
         self.backlog.remove(&tenant.name, &positions).await?;
         tenant
             .counts

@@ -4,6 +4,8 @@
 //! doubles, booleans and a small binary) through the built-in guests, a chain of three of them,
 //! and a native passthrough (each record's row change cloned, which is what the pipeline needs
 //! from any transform), and prints the nanoseconds per record each adds over the passthrough.
+//! The Python `mask` and JavaScript `compute` guests run too, from
+//! `guest-processors/target/components` (`cargo xtask build-py-js-guests` builds them).
 //! Guests run as the pipeline runs them: [`ots_replicator::processor::load_chain`] over the
 //! config's processors.
 //!
@@ -177,11 +179,39 @@ fn main() -> anyhow::Result<()> {
             ],
         ),
     ];
+    // The Python and JavaScript guests (`cargo xtask build-py-js-guests` builds them): each
+    // reading every column and keeping every record (a column the batch lacks), then at work.
+    let py_js_cases = [
+        (
+            "python mask (reads all, keeps all)",
+            ("mask.wasm", json!({"columns": ["absent"]})),
+        ),
+        (
+            "python mask (hashes 2 string columns)",
+            ("mask.wasm", json!({"columns": ["col0", "col5"]})),
+        ),
+        (
+            "javascript compute (reads all, keeps all)",
+            ("compute.wasm", json!({"columns": {"c": "absent * 2n"}})),
+        ),
+        (
+            "javascript compute (adds 1 column)",
+            ("compute.wasm", json!({"columns": {"c": "col1 * 2n"}})),
+        ),
+    ];
+    let py_js_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../guest-processors/target/components");
+    let py_js = py_js_cases.into_iter().map(|(label, (file, options))| {
+        let config = ProcessorConfig {
+            source: ProcessorSource::File(file.into()),
+            guest_dir: Some(py_js_dir.clone()),
+            options,
+            ..ProcessorConfig::default()
+        };
+        (label, vec![config])
+    });
     let only = std::env::args().nth(2).unwrap_or_default();
-    for (label, stages) in cases {
-        if !label.starts_with(&only) {
-            continue;
-        }
+    let cases = cases.into_iter().map(|(label, stages)| {
         let configs: Vec<ProcessorConfig> = stages
             .into_iter()
             .map(|(name, options)| ProcessorConfig {
@@ -197,6 +227,12 @@ fn main() -> anyhow::Result<()> {
                 ..ProcessorConfig::default()
             })
             .collect();
+        (label, configs)
+    });
+    for (label, configs) in cases.chain(py_js) {
+        if !label.starts_with(&only) {
+            continue;
+        }
         let processor = load_chain(&configs, "bench")?;
         let mut failure = None;
         let mut guest_run = |records: &[TunnelRecord]| match processor.process(records) {

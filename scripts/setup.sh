@@ -52,6 +52,17 @@ python3 -c 'import moto.server, boto3' 2>/dev/null || {
   (cd host/local-server/tests/node && npm ci --silent --no-audit --no-fund)
 }
 
+# The tools that build the Python and JavaScript guests (`cargo xtask build-py-js-guests`):
+# componentize-py from PyPI, componentize-js from npm, pinned by its lock file.
+command -v componentize-py >/dev/null && componentize-py --version 2>/dev/null | grep -q ' 0\.25\.1' || {
+  echo "setup: installing componentize-py (builds the Python guests)"
+  python3 -m pip install --quiet 'componentize-py==0.25.1'
+}
+[ -x guest-processors/js/node_modules/.bin/componentize-js ] || {
+  echo "setup: installing componentize-js (npm, builds the JavaScript guests)"
+  (cd guest-processors/js && npm ci --silent --no-audit --no-fund)
+}
+
 # Rust components used by the checks.
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt

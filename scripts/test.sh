@@ -11,6 +11,8 @@ cargo fmt --all --check
 (cd guest-processors && cargo fmt --all --check)
 echo "== guest components (rebuilt from source, compared with the committed ones)"
 cargo xtask check-guests
+echo "== Python and JavaScript guests (built from source; the tests load them)"
+cargo xtask build-py-js-guests
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"

@@ -1,7 +1,7 @@
 //! `full-copy`: fills a source table, then copies it into one destination table per variant —
 //! the replicator with the `replicate` wasm guest, the same pipeline with a native passthrough
-//! processor, and the official Python SDK's GetRange + BatchWriteRow copy — timing each and
-//! verifying each destination against the source.
+//! processor or with the Python or JavaScript guest, and the official Python SDK's GetRange +
+//! BatchWriteRow copy — timing each and verifying each destination against the source.
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -63,6 +63,12 @@ enum Variant {
     Native,
     /// `benchmarks/datax_copy.py`: GetRange + BatchWriteRow with the official Python SDK.
     Python,
+    /// The replicator with the Python guest `mask`, reading every column and keeping every row
+    /// (it masks a column the table lacks). `cargo xtask build-py-js-guests` builds it.
+    PyGuest,
+    /// The replicator with the JavaScript guest `compute`, reading every column and keeping
+    /// every row (its expression reads a column the table lacks).
+    JsGuest,
 }
 
 impl Variant {
@@ -71,6 +77,8 @@ impl Variant {
             Self::Wasm => "replicator + replicate wasm guest",
             Self::Native => "replicator + native passthrough",
             Self::Python => "Python SDK GetRange + BatchWriteRow",
+            Self::PyGuest => "replicator + mask Python guest",
+            Self::JsGuest => "replicator + compute JavaScript guest",
         }
     }
 
@@ -80,9 +88,26 @@ impl Variant {
             Self::Wasm => "wasm",
             Self::Native => "native",
             Self::Python => "python",
+            Self::PyGuest => "py_guest",
+            Self::JsGuest => "js_guest",
         };
         format!("bench_copy_{name}_{run}")
     }
+}
+
+/// A Python or JavaScript guest from `guest-processors/target/components`.
+fn py_js_guest(file: &str, options: serde_json::Value) -> anyhow::Result<Arc<dyn Processor>> {
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-processors/target/components");
+    let config = ProcessorConfig {
+        source: ots_replicator::config::ProcessorSource::File(file.into()),
+        guest_dir: Some(dir),
+        options,
+        ..ProcessorConfig::default()
+    };
+    let guest = load_processor(&config, SOURCE)
+        .with_context(|| format!("loading {file} (built by `cargo xtask build-py-js-guests`)"))?;
+    Ok(guest)
 }
 
 /// What one variant measured.
@@ -130,7 +155,7 @@ pub async fn run(args: FullCopyArgs) -> anyhow::Result<()> {
     for (run, &variant) in args.variants.iter().enumerate() {
         let destination = variant.destination(run);
         let mut outcome = match variant {
-            Variant::Wasm | Variant::Native => {
+            Variant::Wasm | Variant::Native | Variant::PyGuest | Variant::JsGuest => {
                 replicate(&server, variant, &destination, args.rows).await?
             }
             Variant::Python => python_copy(&server, &client, &destination, &args).await?,
@@ -163,6 +188,11 @@ async fn replicate(
 ) -> anyhow::Result<Outcome> {
     let inner: Arc<dyn Processor> = match variant {
         Variant::Wasm => load_processor(&ProcessorConfig::default(), SOURCE)?,
+        Variant::PyGuest => py_js_guest("mask.wasm", serde_json::json!({"columns": ["absent"]}))?,
+        Variant::JsGuest => py_js_guest(
+            "compute.wasm",
+            serde_json::json!({"columns": {"c": "absent * 2n"}}),
+        )?,
         _ => Arc::new(NativePassthrough),
     };
     let timed = Arc::new(Timed::new(inner, None));
@@ -371,7 +401,13 @@ fn print_results(outcomes: &[Outcome], rows: i64, python_workers: usize) {
         "\n{rows} rows, median per variant:\n\n| variant | copies | rows/s | vs Python | vs native |"
     );
     println!("| --- | --- | --- | --- | --- |");
-    for variant in [Variant::Wasm, Variant::Native, Variant::Python] {
+    for variant in [
+        Variant::Wasm,
+        Variant::Native,
+        Variant::PyGuest,
+        Variant::JsGuest,
+        Variant::Python,
+    ] {
         let Some((rate, copies)) = median(variant) else {
             continue;
         };

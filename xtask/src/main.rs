@@ -6,6 +6,11 @@
 //!   for the test-only guests, `guest-processors/test-components/`.
 //! - `cargo xtask check-guests`: rebuilds them and fails if the committed components are stale:
 //!   their sources changed since the build, or (with the same toolchain) the bytes differ.
+//! - `cargo xtask build-py-js-guests`: builds the Python guests (`guest-processors/python/`,
+//!   with componentize-py) and the JavaScript ones (`guest-processors/js/`, with the
+//!   componentize-js that `package-lock.json` pins) into `guest-processors/target/components/`.
+//!   Those are built from source, not committed: they are 12–19 MB each, and neither tool
+//!   builds the same bytes twice, so a committed file could not be checked against its source.
 //!
 //! The build ([`ots_guest_kit::toolchain`]) uses the rustup `wasm32-unknown-unknown` target when
 //! it is installed, and otherwise Debian's `rustc-web` with `-Zbuild-std` (see `docs/guests.md`).
@@ -13,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 
 use anyhow::{Context, bail, ensure};
 use ots_guest_kit::toolchain::{self, Toolchain};
@@ -45,7 +51,8 @@ fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some("build-guests") => build_guests(&root),
         Some("check-guests") => check_guests(&root),
-        _ => bail!("usage: cargo xtask (build-guests | check-guests)"),
+        Some("build-py-js-guests") => build_py_js_guests(&root),
+        _ => bail!("usage: cargo xtask (build-guests | check-guests | build-py-js-guests)"),
     }
 }
 
@@ -226,7 +233,9 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<String>) -> anyhow::Result<(
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if path.is_dir() {
-            if !["target", "components", "test-components"].contains(&name) {
+            // The Python and JavaScript guests are not in the committed components.
+            let skipped = ["target", "components", "test-components", "python", "js"];
+            if !skipped.contains(&name) {
                 collect(root, &path, files)?;
             }
         } else {
@@ -236,6 +245,63 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<String>) -> anyhow::Result<(
                 .replace('\\', "/");
             files.push(rel);
         }
+    }
+    Ok(())
+}
+
+/// The Python and JavaScript guests: (language directory, guest directory, component name).
+/// Each guest directory holds `app.py` or `app.js`; the SDK is the language's `sdk/`.
+const PY_JS_GUESTS: [(&str, &str, &str); 4] = [
+    ("python", "mask", "mask"),
+    ("python", "misbehave", "misbehave-py"),
+    ("js", "compute", "compute"),
+    ("js", "misbehave", "misbehave-js"),
+];
+
+fn build_py_js_guests(root: &Path) -> anyhow::Result<()> {
+    let guests = root.join("guest-processors");
+    let out = guests.join("target/components");
+    fs::create_dir_all(&out)?;
+    let wit = root.join("wit");
+    let componentize_js = guests.join("js/node_modules/.bin/componentize-js");
+    for (language, dir, name) in PY_JS_GUESTS {
+        let source = guests.join(language).join(dir);
+        let component = out.join(format!("{name}.wasm"));
+        let started = std::time::Instant::now();
+        let status = if language == "python" {
+            let mut c = Command::new("componentize-py");
+            c.arg("-d")
+                .arg(&wit)
+                .args(["-w", "processor", "componentize", "app"]);
+            c.arg("-p")
+                .arg(&source)
+                .arg("-p")
+                .arg(guests.join("python/sdk"));
+            c.arg("-o").arg(&component);
+            c.status()
+        } else {
+            let mut c = Command::new(&componentize_js);
+            c.arg("--wit").arg(&wit).args(["--world-name", "processor"]);
+            // Without `fetch-event`, the component imports wasi:http, which guests do not get.
+            // `--disable` takes a list, so `-o` ends it before the source file.
+            c.args(["--disable", "http", "fetch-event"]);
+            c.arg("-o").arg(&component).arg(source.join("app.js"));
+            c.status()
+        };
+        let tool = if language == "python" {
+            "componentize-py"
+        } else {
+            "componentize-js"
+        };
+        let status = status
+            .with_context(|| format!("running {tool} (install it with `bash scripts/setup.sh`)"))?;
+        ensure!(status.success(), "{tool} failed to build {name} ({status})");
+        let bytes = fs::metadata(&component)?.len();
+        println!(
+            "{}: {bytes} bytes in {:.1} s",
+            component.display(),
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
@@ -38,18 +39,24 @@ pub fn ticks(timeout: Duration) -> u64 {
     (timeout.as_micros() / TICK.as_micros()).max(1) as u64
 }
 
-/// Compiles `bytes` into a component, reusing an earlier compilation of the same bytes (several
-/// sandboxes of one guest, or a guest file restored to an earlier version).
+/// Compiles `bytes` into a component, reusing an earlier compilation of the same bytes: one in
+/// this process (several sandboxes of one guest, or a guest file restored to an earlier
+/// version), or one saved by an earlier process in the [compiled cache](crate::compiled).
 pub fn compile(bytes: &[u8]) -> wasmtime::Result<Component> {
-    static CACHE: OnceLock<Mutex<HashMap<Vec<u8>, Component>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(component) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(bytes) {
-        return Ok(component.clone());
-    }
-    let component = Component::new(engine(), bytes)?;
-    cache
+    static LOADED: OnceLock<Mutex<HashMap<[u8; 32], Component>>> = OnceLock::new();
+    let loaded = LOADED.get_or_init(Default::default);
+    let digest: [u8; 32] = Sha256::digest(bytes).into();
+    if let Some(component) = loaded
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(bytes.to_vec(), component.clone());
+        .get(&digest)
+    {
+        return Ok(component.clone());
+    }
+    let component = crate::compiled::load_or_compile(engine(), &digest, bytes)?;
+    loaded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(digest, component.clone());
     Ok(component)
 }

@@ -16,6 +16,7 @@ use crate::convert::{self, Reads};
 use crate::engine::{engine, ticks};
 use crate::error::{SandboxError, SandboxErrorKind};
 use crate::source::{GuestSource, Stamp};
+use crate::wasi;
 
 /// The limits every guest call runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +62,70 @@ pub struct Skipped {
     pub message: String,
 }
 
-/// Per-instance host state: the memory limiter and the log budget.
+/// The share of the memory limit past which an instance is replaced after its call.
+const RECYCLE_AT: f64 = 0.75;
+
+/// How many of the last lines a guest wrote to stderr a trap's message carries.
+const STDERR_TAIL_LINES: usize = 20;
+
+/// Per-instance host state: the memory limiter, the log budget and WASI's (empty) context.
 struct HostState {
     guest: Arc<str>,
     memory_bytes: usize,
     memory_denied: bool,
+    /// The most linear memory the instance has grown to.
+    memory_peak: usize,
     logs_left: u32,
     logs_dropped: u64,
+    wasi: wasi::GuestWasi,
+}
+
+impl HostState {
+    /// Logs `message` if the call's budget allows, or counts it.
+    fn log(&mut self, level: wit::LogLevel, message: &str) {
+        if self.logs_left == 0 {
+            self.logs_dropped += 1;
+            return;
+        }
+        self.logs_left -= 1;
+        let guest = &*self.guest;
+        match level {
+            wit::LogLevel::Debug => tracing::debug!(guest, "{message}"),
+            wit::LogLevel::Info => tracing::info!(guest, "{message}"),
+            wit::LogLevel::Warn => tracing::warn!(guest, "{message}"),
+            wit::LogLevel::Error => tracing::error!(guest, "{message}"),
+        }
+    }
+
+    /// Logs what a WASI guest printed during the call: stdout as info, stderr as warnings.
+    /// Logs what the guest printed in the call, and returns the last lines of its stderr: a
+    /// Python traceback or a JavaScript exception, which a trap's message then carries.
+    fn log_printed(&mut self) -> Option<String> {
+        let (stdout, stderr, dropped) = self.wasi.take_printed();
+        for line in stdout {
+            self.log(wit::LogLevel::Info, &line);
+        }
+        let tail = stderr[stderr.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n");
+        for line in stderr {
+            self.log(wit::LogLevel::Warn, &line);
+        }
+        if dropped > 0 {
+            tracing::warn!(guest = %self.guest, bytes = dropped, "guest output over the limit was dropped");
+        }
+        (!tail.is_empty()).then_some(tail)
+    }
+}
+
+impl wasmtime_wasi::WasiView for HostState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        self.wasi.view()
+    }
+}
+
+impl wasi::HasWasi for HostState {
+    fn bounded_clock(&mut self) -> wasi::BoundedClockView<'_> {
+        self.wasi.bounded_clock()
+    }
 }
 
 impl ResourceLimiter for HostState {
@@ -81,6 +139,7 @@ impl ResourceLimiter for HostState {
             self.memory_denied = true;
             return Ok(false);
         }
+        self.memory_peak = self.memory_peak.max(desired);
         Ok(true)
     }
 
@@ -96,18 +155,7 @@ impl ResourceLimiter for HostState {
 
 impl v0_3::ProcessorImports for HostState {
     fn log(&mut self, level: wit::LogLevel, message: String) {
-        if self.logs_left == 0 {
-            self.logs_dropped += 1;
-            return;
-        }
-        self.logs_left -= 1;
-        let guest = &*self.guest;
-        match level {
-            wit::LogLevel::Debug => tracing::debug!(guest, "{message}"),
-            wit::LogLevel::Info => tracing::info!(guest, "{message}"),
-            wit::LogLevel::Warn => tracing::warn!(guest, "{message}"),
-            wit::LogLevel::Error => tracing::error!(guest, "{message}"),
-        }
+        HostState::log(self, level, &message);
     }
 }
 
@@ -126,6 +174,9 @@ struct Instance {
     generation: u64,
     store: Store<HostState>,
     processor: Bindings,
+    /// Whether the guest imports WASI, whose blocking calls need a thread outside any Tokio
+    /// runtime.
+    wasi: bool,
 }
 
 /// An instance's exports, by the WIT version the guest was built against.
@@ -175,6 +226,13 @@ enum WitVersion {
     V0_2,
 }
 
+/// What a component imports, once checked: its WIT version and whether it links WASI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Imports {
+    version: WitVersion,
+    wasi: bool,
+}
+
 /// A guest processor, ready to process batches from any number of threads.
 pub struct Sandbox {
     runtime: Runtime,
@@ -201,6 +259,7 @@ impl Sandbox {
         // and 0.2.0's `types` interface holds only types.
         v0_3::Processor::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .and_then(|()| linker.instance(wit::TYPES_V0_2).map(drop))
+            .and_then(|()| wasi::add_to_linker(&mut linker))
             .map_err(|e| error(&name, SandboxErrorKind::Load(format!("{e:#}")), None))?;
         let runtime = Runtime {
             name,
@@ -402,7 +461,17 @@ impl Sandbox {
         Ok(instance)
     }
 
+    /// Returns an instance to the pool after a successful call, unless its memory has grown
+    /// past [`RECYCLE_AT`] of the limit: a garbage-collected runtime (JavaScript's) may only
+    /// collect when its heap is large, and linear memory never shrinks, so an instance left to
+    /// grow would hit the limit on a batch it could have processed. The next batch gets a
+    /// fresh one, initialised with the same options.
     fn put_back(&self, instance: Instance) {
+        let state = instance.store.data();
+        if state.memory_peak as f64 > state.memory_bytes as f64 * RECYCLE_AT {
+            tracing::debug!(guest = %self.runtime.name, peak = state.memory_peak, "instance replaced: its memory is near the limit");
+            return;
+        }
         self.pool
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -448,8 +517,10 @@ impl Runtime {
                 guest: self.name.clone(),
                 memory_bytes: self.limits.memory_bytes,
                 memory_denied: false,
+                memory_peak: 0,
                 logs_left: 0,
                 logs_dropped: 0,
+                wasi: wasi::GuestWasi::new(),
             },
         );
         store.limiter(|state| state);
@@ -457,9 +528,9 @@ impl Runtime {
         store.set_epoch_deadline(ticks(self.limits.call_timeout));
         let load_error =
             |e: wasmtime::Error| self.error(SandboxErrorKind::Load(format!("{e:#}")), None);
-        let processor = match wit_version(component)
-            .map_err(|m| self.error(SandboxErrorKind::Load(m), None))?
-        {
+        let imports =
+            check_imports(component).map_err(|m| self.error(SandboxErrorKind::Load(m), None))?;
+        let processor = match imports.version {
             WitVersion::V0_3 => Bindings::V0_3(
                 v0_3::Processor::instantiate(&mut store, component, &self.linker)
                     .map_err(load_error)?,
@@ -473,21 +544,43 @@ impl Runtime {
             generation,
             store,
             processor,
+            wasi: imports.wasi,
         })
     }
 
     /// Calls into the guest under the deadline and the log budget. A trap consumes the
     /// instance's usefulness: the caller drops it (it is not put back).
-    fn call<R>(
+    fn call<R: Send>(
         &self,
         instance: &mut Instance,
-        f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R> + Send,
     ) -> Result<R, SandboxErrorKind> {
         let store = &mut instance.store;
         store.set_epoch_deadline(ticks(self.limits.call_timeout));
         store.data_mut().logs_left = self.limits.log_messages_per_call;
-        let result = f(&instance.processor, store);
+        store.data_mut().wasi.start_call(self.limits.call_timeout);
+        let processor = &instance.processor;
+        // WASI's blocking calls (a print, a sleep) block on a Tokio runtime of their own, which
+        // cannot be entered from a runtime's thread: such a guest's call gets a thread of its own.
+        let result = if instance.wasi && tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| f(processor, store))
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(wasmtime::format_err!("a host call of the guest panicked"))
+                    })
+            })
+        } else {
+            f(processor, store)
+        };
         let state = store.data_mut();
+        let stderr = state.log_printed();
+        let result = if state.wasi.waited_past_deadline() {
+            result.and_then(|_| Err(wasmtime::Error::from(Trap::Interrupt)))
+        } else {
+            result
+        };
         if state.logs_dropped > 0 {
             tracing::warn!(guest = %self.name, dropped = state.logs_dropped, "guest log messages over the limit were dropped");
             state.logs_dropped = 0;
@@ -502,6 +595,8 @@ impl Runtime {
                     SandboxErrorKind::Timeout {
                         millis: self.limits.call_timeout.as_millis(),
                     }
+                } else if let Some(stderr) = stderr {
+                    SandboxErrorKind::Trap(format!("{e:#}\nits stderr ended with:\n{stderr}"))
                 } else {
                     SandboxErrorKind::Trap(format!("{e:#}"))
                 }
@@ -517,28 +612,46 @@ impl Runtime {
     }
 }
 
-/// Which WIT version `component` was built against: the `ots:processor/types` interface it
-/// imports names it.
-fn wit_version(component: &Component) -> Result<WitVersion, String> {
+/// Checks what `component` imports: the `ots:processor/types` interface names the WIT version
+/// it was built against, and anything besides that, `log` and the WASI the sandbox provides is
+/// refused, by name.
+fn check_imports(component: &Component) -> Result<Imports, String> {
     let imports: Vec<String> = component
         .component_type()
         .imports(engine())
         .map(|(name, _)| name.to_owned())
         .collect();
-    if imports.iter().any(|i| i == wit::TYPES_V0_3) {
-        Ok(WitVersion::V0_3)
+    let version = if imports.iter().any(|i| i == wit::TYPES_V0_3) {
+        WitVersion::V0_3
     } else if imports.iter().any(|i| i == wit::TYPES_V0_2) {
-        Ok(WitVersion::V0_2)
+        WitVersion::V0_2
     } else {
-        Err(format!(
+        return Err(format!(
             "it is not an ots:processor guest of a version this host runs (0.3.0 or 0.2.0): it imports {}",
             if imports.is_empty() {
                 "nothing".to_owned()
             } else {
                 imports.join(", ")
             }
-        ))
+        ));
+    };
+    let refused: Vec<&str> = imports
+        .iter()
+        .map(String::as_str)
+        .filter(|i| {
+            !(*i == "log" || *i == wit::TYPES_V0_3 || *i == wit::TYPES_V0_2 || wasi::provides(i))
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(format!(
+            "it imports {}, which the sandbox does not provide (a guest gets `log` and WASI 0.2's io, clocks, random, cli, filesystem and sockets, which grant nothing; a JavaScript guest is built with `componentize-js --disable http fetch-event`)",
+            refused.join(", ")
+        ));
     }
+    Ok(Imports {
+        version,
+        wasi: imports.iter().any(|i| wasi::is_wasi(i)),
+    })
 }
 
 fn error(guest: &str, kind: SandboxErrorKind, record: Option<String>) -> SandboxError {

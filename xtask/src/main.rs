@@ -282,7 +282,7 @@ fn build_py_js_guests(root: &Path) -> anyhow::Result<()> {
         } else {
             let mut c = Command::new(&componentize_js);
             c.arg("--wit").arg(&wit).args(["--world-name", "processor"]);
-            // Without `fetch-event`, the component imports wasi:http, which guests do not get.
+            // Unless `fetch-event` is disabled too, the component imports wasi:http, refused at load.
             // `--disable` takes a list, so `-o` ends it before the source file.
             c.args(["--disable", "http", "fetch-event"]);
             c.arg("-o").arg(&component).arg(source.join("app.js"));

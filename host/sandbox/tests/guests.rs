@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ots_protocol::model::{
-    Cell, ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value,
-};
-use ots_protocol::plainbuffer::SequenceInfo;
+use ots_protocol::model::{Cell, ColumnOp, ColumnUpdate, RowChange, Value};
 use ots_protocol::record::TunnelRecord;
 use ots_sandbox::{GuestSource, Limits, Sandbox, SandboxErrorKind};
 use serde_json::json;
+
+mod common;
+use common::{changes, key, seq};
 
 fn components() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest-processors/components")
@@ -34,27 +34,6 @@ fn guest(name: &str, options: serde_json::Value) -> Sandbox {
 fn guest_with(name: &str, options: serde_json::Value, limits: Limits) -> Sandbox {
     let source = GuestSource::file(&dir_of(name), &format!("{name}.wasm")).unwrap();
     Sandbox::load(source, &options, limits).unwrap_or_else(|e| panic!("loading {name}: {e}"))
-}
-
-fn key(id: i64) -> PrimaryKey {
-    PrimaryKey(vec![
-        PrimaryKeyColumn {
-            name: "region".into(),
-            value: PrimaryKeyValue::String("eu".into()),
-        },
-        PrimaryKeyColumn {
-            name: "id".into(),
-            value: PrimaryKeyValue::Integer(id),
-        },
-    ])
-}
-
-fn seq(n: i32) -> Option<SequenceInfo> {
-    Some(SequenceInfo {
-        epoch: 1,
-        timestamp: 1_700_000_000_000_000 + i64::from(n),
-        row_index: n,
-    })
 }
 
 fn put(id: i64, active: bool, stream: bool) -> TunnelRecord {
@@ -130,10 +109,6 @@ fn mixed() -> Vec<TunnelRecord> {
             sequence_info: seq(4),
         },
     ]
-}
-
-fn changes(records: &[TunnelRecord]) -> Vec<RowChange> {
-    records.iter().map(|r| r.change.clone()).collect()
 }
 
 #[test]

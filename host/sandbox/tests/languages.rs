@@ -6,13 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ots_protocol::model::{
-    Cell, ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange, Value,
-};
-use ots_protocol::plainbuffer::SequenceInfo;
+use ots_protocol::model::{Cell, ColumnOp, ColumnUpdate, RowChange, Value};
 use ots_protocol::record::TunnelRecord;
 use ots_sandbox::{GuestSource, Limits, Sandbox, SandboxErrorKind};
 use serde_json::json;
+
+mod common;
+use common::{changes, key, seq};
 use sha2::{Digest, Sha256};
 
 fn components() -> PathBuf {
@@ -37,19 +37,6 @@ fn guest(name: &str, options: serde_json::Value, limits: Limits) -> Sandbox {
     try_load(name, options, limits).unwrap_or_else(|e| panic!("loading {name}: {e}"))
 }
 
-fn key(id: i64) -> PrimaryKey {
-    PrimaryKey(vec![
-        PrimaryKeyColumn {
-            name: "region".into(),
-            value: PrimaryKeyValue::String("eu".into()),
-        },
-        PrimaryKeyColumn {
-            name: "id".into(),
-            value: PrimaryKeyValue::Integer(id),
-        },
-    ])
-}
-
 fn cell(name: &str, value: Value, timestamp: i64) -> Cell {
     Cell {
         name: name.into(),
@@ -64,11 +51,7 @@ fn put(id: i64, cells: Vec<Cell>) -> TunnelRecord {
             primary_key: key(id),
             cells,
         },
-        sequence_info: Some(SequenceInfo {
-            epoch: 1,
-            timestamp: 1_700_000_000_000_000 + id,
-            row_index: id as i32,
-        }),
+        sequence_info: seq(id as i32),
     }
 }
 
@@ -93,10 +76,6 @@ fn delete(id: i64) -> TunnelRecord {
 
 fn string(s: &str) -> Value {
     Value::String(s.into())
-}
-
-fn changes(records: &[TunnelRecord]) -> Vec<RowChange> {
-    records.iter().map(|r| r.change.clone()).collect()
 }
 
 fn hex_sha256(data: &[u8]) -> String {

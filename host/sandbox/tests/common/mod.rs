@@ -1,0 +1,33 @@
+//! Records the sandbox test binaries build their batches from.
+
+use ots_protocol::model::{PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange};
+use ots_protocol::plainbuffer::SequenceInfo;
+use ots_protocol::record::TunnelRecord;
+
+/// The key `(region="eu", id=id)`.
+pub fn key(id: i64) -> PrimaryKey {
+    PrimaryKey(vec![
+        PrimaryKeyColumn {
+            name: "region".into(),
+            value: PrimaryKeyValue::String("eu".into()),
+        },
+        PrimaryKeyColumn {
+            name: "id".into(),
+            value: PrimaryKeyValue::Integer(id),
+        },
+    ])
+}
+
+/// Stream position `n` of epoch 1.
+pub fn seq(n: i32) -> Option<SequenceInfo> {
+    Some(SequenceInfo {
+        epoch: 1,
+        timestamp: 1_700_000_000_000_000 + i64::from(n),
+        row_index: n,
+    })
+}
+
+/// The records' own changes: what a guest that keeps them all gives.
+pub fn changes(records: &[TunnelRecord]) -> Vec<RowChange> {
+    records.iter().map(|r| r.change.clone()).collect()
+}

@@ -97,7 +97,6 @@ impl HostState {
         }
     }
 
-    /// Logs what a WASI guest printed during the call: stdout as info, stderr as warnings.
     /// Logs what the guest printed in the call, and returns the last lines of its stderr: a
     /// Python traceback or a JavaScript exception, which a trap's message then carries.
     fn log_printed(&mut self) -> Option<String> {

@@ -10,6 +10,7 @@
 //! state machine); [`error`] is the wire error they all answer with.
 
 pub mod api;
+pub mod commit;
 pub mod error;
 pub mod http;
 pub mod keys;

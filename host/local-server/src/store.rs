@@ -4,9 +4,10 @@
 //! Layout: `catalog` maps a table name to its normalized CreateTableRequest (protobuf) and
 //! creation time; `rows` maps an order-preserving key ([`crate::keys`]) to the row's cells as
 //! PlainBuffer (every stored version, per column newest first); `counters` holds the last
-//! auto-increment value per table; the stream tables belong to [`crate::stream`]. Every write
-//! is one redb transaction committed with immediate durability, so an acknowledged write
-//! survives a crash.
+//! auto-increment value per table; the stream tables belong to [`crate::stream`]. Row writes go
+//! through the group commit ([`crate::commit`]), table definitions and maintenance through
+//! transactions of their own (redb orders them with the groups); every commit is durable before
+//! the write is acknowledged, so an acknowledged write survives a crash.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use ots_protocol::plainbuffer;
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::commit::GroupCommit;
 use crate::error::ApiError;
 use crate::keys;
 use crate::rules::read::{self, ReadSpec};
@@ -90,6 +92,8 @@ pub const MAX_RANGE_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// The durable store of tables and rows.
 pub struct Store {
     db: Arc<Database>,
+    /// The writer that row writes and tunnel state changes go through.
+    writes: GroupCommit,
     /// How long one hour of a stream's expiration lasts (an hour, but for tests).
     stream_hour: Duration,
 }
@@ -104,7 +108,11 @@ impl Store {
         txn.open_table(COUNTERS)?;
         stream::register(&txn)?;
         txn.commit()?;
-        Ok(Self { db, stream_hour })
+        Ok(Self {
+            writes: GroupCommit::start(db.clone()),
+            db,
+            stream_hour,
+        })
     }
 
     /// Opens (or creates) a store of its own in `dir`, with real hours.
@@ -279,29 +287,47 @@ impl Store {
         &self,
         table: &str,
         ops: Vec<WriteOp>,
-        clock: impl FnOnce() -> i64,
+        clock: impl FnOnce() -> i64 + Send + 'static,
     ) -> Result<Vec<Result<RowChange, ApiError>>, ApiError> {
-        let info = self.table(table)?;
-        let txn = self.db.begin_write()?;
-        let now_ms = clock();
-        let mut results = Vec::with_capacity(ops.len());
-        {
+        let table = table.to_owned();
+        self.writes.write(move |txn| {
+            // Read in the write's own transaction, so a table deleted by an earlier write of
+            // the group is gone here too.
+            let info = {
+                let catalog = txn.open_table(CATALOG)?;
+                let entry = catalog
+                    .get(table.as_str())?
+                    .ok_or_else(ApiError::no_table)?;
+                decode_info(entry.value())?
+            };
+            let now_ms = clock();
+            let mut results = Vec::with_capacity(ops.len());
             let mut rows = txn.open_table(ROWS)?;
             let mut counters = txn.open_table(COUNTERS)?;
             let mut log = match info.stream_enabled() {
-                true => Some(stream::Appender::new(&txn, table, now_ms)?),
+                true => Some(stream::Appender::new(txn, &table, now_ms)?),
                 false => None,
             };
             for op in ops {
                 let result = apply(&info, &mut rows, &mut counters, op, now_ms);
-                results.push(match (result, &mut log) {
-                    (Ok(effective), Some(log)) => log.append(&effective).map(|()| effective),
-                    (result, _) => result,
-                });
+                if let (Ok(effective), Some(log)) = (&result, &mut log) {
+                    // A change applied but not logged would be lost to the stream: a failure
+                    // here is the storage's, and fails the whole group.
+                    log.append(effective)?;
+                }
+                results.push(result);
             }
-        }
-        txn.commit()?;
-        Ok(results)
+            Ok(results)
+        })
+    }
+
+    /// Runs `write` in the transaction of the next group commit ([`GroupCommit`]): the tunnel
+    /// service's state changes go through here, beside the row writes.
+    pub(crate) fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&redb::WriteTransaction) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.writes.write(write)
     }
 
     /// Reads one row; `None` if absent (or all its cells expired).

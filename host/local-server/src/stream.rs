@@ -66,6 +66,14 @@ pub(crate) fn partitions(txn: &ReadTransaction, table: &str) -> Result<Vec<Parti
     load_partitions(&txn.open_table(PARTITIONS)?, table)
 }
 
+/// A table's partitions as a write transaction sees them.
+pub(crate) fn partitions_in(
+    txn: &WriteTransaction,
+    table: &str,
+) -> Result<Vec<Partition>, ApiError> {
+    load_partitions(&txn.open_table(PARTITIONS)?, table)
+}
+
 /// The error of a position whose records were trimmed.
 pub(crate) fn trimmed() -> ApiError {
     ApiError::new(
@@ -379,7 +387,9 @@ impl<'txn> Appender<'txn> {
             .partitions
             .iter()
             .find(|p| !p.closed && p.contains(suffix))
-            .ok_or_else(|| ApiError::invalid("no open partition holds the row"))?
+            .ok_or_else(|| {
+                ApiError::internal("corrupt partitions: no open partition holds the row")
+            })?
             .id;
         let (seq, info) = match self.last.get(&partition) {
             Some(&(seq, info)) => (seq, Some(info)),

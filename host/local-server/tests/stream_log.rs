@@ -120,7 +120,7 @@ fn every_acknowledged_change_is_logged_in_order_with_server_timestamps() {
                     RowExistence::ExpectExist,
                 ),
             ],
-            || now,
+            move || now,
         )
         .unwrap();
     assert!(results[..4].iter().all(Result::is_ok));
@@ -169,7 +169,9 @@ fn tables_without_a_stream_log_nothing() {
     let store = Store::open(dir.path()).unwrap();
     let now = chrono::Utc::now().timestamp_millis();
     store.create_table(table(false), now).unwrap();
-    store.write_rows("src", vec![put(1, None)], || now).unwrap();
+    store
+        .write_rows("src", vec![put(1, None)], move || now)
+        .unwrap();
     assert_eq!(store.read_log("src", 0, 0, 10).unwrap().1, 0);
 }
 
@@ -180,7 +182,7 @@ fn splits_close_the_parent_and_route_writes_to_children() {
     let now = chrono::Utc::now().timestamp_millis();
     store.create_table(table(true), now).unwrap();
     store
-        .write_rows("src", vec![put(1, None), put(100, None)], || now)
+        .write_rows("src", vec![put(1, None), put(100, None)], move || now)
         .unwrap();
     let (left, right) = store.split_partition("src", 0, &id(50)).unwrap();
     assert!(
@@ -195,7 +197,7 @@ fn splits_close_the_parent_and_route_writes_to_children() {
         .write_rows(
             "src",
             vec![put(2, None), put(200, None), put(50, None)],
-            || now,
+            move || now,
         )
         .unwrap();
 

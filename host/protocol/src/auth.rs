@@ -16,6 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
 use sha1::Sha1;
 use sha2::Sha256;
 
@@ -114,7 +115,7 @@ pub enum AuthError {
 
 /// Base64 of the MD5 of a body, as `x-ots-contentmd5` carries it.
 pub fn content_md5(body: &[u8]) -> String {
-    BASE64.encode(md5::compute(body).0)
+    BASE64.encode(Md5::digest(body))
 }
 
 /// Formats a time as `x-ots-date` carries it.

@@ -8,6 +8,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 
+use md5::{Digest, Md5};
+
 use ots_client::rows::{RangeQuery, RangeReader, ReadOptions};
 use ots_client::{Client, ClientError};
 use ots_protocol::model::{PrimaryKey, PrimaryKeyValue, Row};
@@ -228,26 +230,26 @@ impl RowStream {
 /// Accumulates one side of a range.
 struct Digester {
     rows: u64,
-    context: md5::Context,
+    context: Md5,
 }
 
 impl Digester {
     fn new() -> Self {
         Self {
             rows: 0,
-            context: md5::Context::new(),
+            context: Md5::new(),
         }
     }
 
     fn add(&mut self, row: Row) {
         self.rows += 1;
-        self.context.consume(canonical_bytes(row));
+        self.context.update(canonical_bytes(row));
     }
 
     fn finish(self) -> RangeDigest {
         RangeDigest {
             rows: self.rows,
-            checksum: format!("{:x}", self.context.compute()),
+            checksum: format!("{:x}", self.context.finalize()),
         }
     }
 }

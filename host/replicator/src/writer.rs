@@ -3,15 +3,18 @@
 //!
 //! BatchWriteRow rejects two changes to one primary key in a request and gives no order among
 //! the rows of a request, so a batch is cut into sub-batches of at most `batchWriteCount` rows
-//! that never hold a key twice; sub-batches are written one after another.
+//! that never hold a key twice. Sub-batches that share no key are written concurrently (a
+//! wave), waves one after another: a busy channel is not held to one request at a time, and
+//! every key's changes still land in order.
 
 use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::future::try_join_all;
 use ots_client::{Client, ClientError};
-use ots_protocol::model::{ColumnOp, PrimaryKey, RowChange};
+use ots_protocol::model::{ColumnOp, PrimaryKey, PrimaryKeyValue, RowChange, Value};
 
 use crate::metrics::Metrics;
 
@@ -58,6 +61,90 @@ pub fn split_batches(changes: &[RowChange], max: usize) -> Vec<Range<usize>> {
         ranges.push(start..changes.len());
     }
     ranges
+}
+
+/// Most BatchWriteRow requests of one batch in flight at once.
+pub const MAX_CONCURRENT_REQUESTS: usize = 8;
+
+/// Most bytes of row changes (as [`change_bytes`] estimates them) of one batch in flight at
+/// once, so that concurrency never holds more than this of encoded requests per channel.
+pub const MAX_IN_FLIGHT_BYTES: usize = 8 * 1024 * 1024;
+
+/// Groups consecutive `ranges` of `changes` (from [`split_batches`]) into waves whose ranges
+/// share no primary key, so a wave's ranges can be written concurrently while the waves, written
+/// in order, keep every key's changes in order. A wave holds at most `max_requests` ranges and,
+/// past its first range, at most `max_bytes` of changes.
+pub fn waves(
+    changes: &[RowChange],
+    ranges: Vec<Range<usize>>,
+    max_requests: usize,
+    max_bytes: usize,
+) -> Vec<Vec<Range<usize>>> {
+    let mut waves = Vec::new();
+    let mut wave: Vec<Range<usize>> = Vec::new();
+    let mut keys: HashSet<&PrimaryKey> = HashSet::new();
+    let mut bytes = 0;
+    for range in ranges {
+        let part = &changes[range.clone()];
+        let size: usize = part.iter().map(change_bytes).sum();
+        let conflicts = || part.iter().any(|c| keys.contains(c.primary_key()));
+        if !wave.is_empty()
+            && (wave.len() >= max_requests.max(1) || bytes + size > max_bytes || conflicts())
+        {
+            waves.push(std::mem::take(&mut wave));
+            keys.clear();
+            bytes = 0;
+        }
+        keys.extend(part.iter().map(RowChange::primary_key));
+        bytes += size;
+        wave.push(range);
+    }
+    if !wave.is_empty() {
+        waves.push(wave);
+    }
+    waves
+}
+
+/// About how many bytes a change takes on the wire: names and values, without framing.
+pub fn change_bytes(change: &RowChange) -> usize {
+    fn value(v: &Value) -> usize {
+        match v {
+            Value::String(s) => s.len(),
+            Value::Binary(b) => b.len(),
+            Value::Integer(_) | Value::Double(_) => 8,
+            Value::Boolean(_) => 1,
+        }
+    }
+    let key: usize = change
+        .primary_key()
+        .0
+        .iter()
+        .map(|c| {
+            c.name.len()
+                + match &c.value {
+                    PrimaryKeyValue::String(s) => s.len(),
+                    PrimaryKeyValue::Binary(b) => b.len(),
+                    _ => 8,
+                }
+        })
+        .sum();
+    key + match change {
+        RowChange::Put { cells, .. } => cells
+            .iter()
+            .map(|c| c.name.len() + value(&c.value) + 8)
+            .sum(),
+        RowChange::Update { updates, .. } => updates
+            .iter()
+            .map(|u| {
+                u.name.len()
+                    + match &u.op {
+                        ColumnOp::Put { value: v, .. } => value(v) + 8,
+                        _ => 8,
+                    }
+            })
+            .sum(),
+        RowChange::Delete { .. } => 0,
+    }
 }
 
 /// Whether writing `change` twice leaves the same row as writing it once: true when every cell
@@ -135,8 +222,20 @@ impl RowWriter {
     }
 
     async fn write_to(&self, table: &str, changes: &[RowChange]) -> Result<(), WriteError> {
-        for range in split_batches(changes, self.batch_size) {
-            self.write_batch(table, &changes[range]).await?;
+        let ranges = split_batches(changes, self.batch_size);
+        for wave in waves(
+            changes,
+            ranges,
+            MAX_CONCURRENT_REQUESTS,
+            MAX_IN_FLIGHT_BYTES,
+        ) {
+            // A failure drops the wave's other requests; the batch is applied again whole, and
+            // every write of it is idempotent.
+            try_join_all(
+                wave.into_iter()
+                    .map(|range| self.write_batch(table, &changes[range])),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -190,7 +289,7 @@ impl RowWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ots_protocol::model::{Cell, ColumnUpdate, PrimaryKeyColumn, PrimaryKeyValue, Value};
+    use ots_protocol::model::{Cell, ColumnUpdate, PrimaryKeyColumn};
 
     fn put(id: i64) -> RowChange {
         RowChange::Put {
@@ -224,6 +323,44 @@ mod tests {
                 .collect();
             assert_eq!(keys.len(), range.len());
         }
+    }
+
+    #[test]
+    fn waves_share_no_key_and_keep_each_keys_changes_in_order() {
+        let ids = [1, 2, 3, 4, 2, 5, 6, 7, 8, 9, 1, 10];
+        let changes: Vec<RowChange> = ids.iter().map(|&i| put(i)).collect();
+        let ranges = split_batches(&changes, 2);
+        assert_eq!(ranges, vec![0..2, 2..4, 4..6, 6..8, 8..10, 10..12]);
+        assert_eq!(
+            waves(&changes, ranges.clone(), 8, usize::MAX),
+            vec![vec![0..2, 2..4], vec![4..6, 6..8, 8..10, 10..12]],
+            "the second 2 (index 4) opens a wave; the second 1 (index 10) does not, since the \
+             first 1 is in an earlier wave"
+        );
+        assert_eq!(
+            waves(&changes, ranges.clone(), 3, usize::MAX),
+            vec![vec![0..2, 2..4], vec![4..6, 6..8, 8..10], vec![10..12]],
+            "at most 3 requests in flight"
+        );
+        let two = change_bytes(&changes[0]) + change_bytes(&changes[1]);
+        assert_eq!(
+            waves(&changes, ranges.clone(), 8, 2 * two),
+            vec![vec![0..2, 2..4], vec![4..6, 6..8], vec![8..10, 10..12]],
+            "at most the bytes of two ranges in flight"
+        );
+        assert_eq!(
+            waves(&changes, ranges, 8, 0),
+            (0..6)
+                .map(|i| std::iter::once(2 * i..2 * i + 2).collect())
+                .collect::<Vec<Vec<_>>>(),
+            "a range larger than the budget still goes, alone"
+        );
+    }
+
+    #[test]
+    fn a_change_is_about_its_names_and_values() {
+        // "id" + 8 (the key), "c" + 8 (the value) + 8 (the timestamp).
+        assert_eq!(change_bytes(&put(1)), 2 + 8 + 1 + 8 + 8);
     }
 
     #[test]

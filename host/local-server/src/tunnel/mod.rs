@@ -15,11 +15,12 @@ use ots_protocol::pb::tunnel::{self as pb, FINISH_TAG, NANOS_PER_MILLI};
 use ots_protocol::plainbuffer;
 use ots_protocol::record::TunnelRecord;
 use prost::Message;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::error::ApiError;
 use crate::rules::read::ReadSpec;
 use crate::store::{KeyRange, Store};
+use crate::stream::{self, Partition};
 use state::{Channel, Source, StreamRange, StreamStart, Tunnel, TunnelKind};
 use token::{ChannelToken, Position};
 
@@ -97,7 +98,7 @@ impl TunnelService {
             "describe" => {
                 let request: pb::DescribeTunnelRequest = decode(api, body)?;
                 let mut tunnel = self.find(&request.table_name, &request.tunnel_name)?;
-                sync_partitions(store, &mut tunnel)?;
+                sync_partitions(&mut tunnel, |table| store.partitions(table))?;
                 self.describe(store, &tunnel, now)?.encode_to_vec()
             }
             "delete" => {
@@ -121,9 +122,10 @@ impl TunnelService {
                     )));
                 }
                 let client_id = random_id();
-                self.modify(&request.tunnel_id, |tunnel| {
+                let id = client_id.clone();
+                self.modify(store, &request.tunnel_id, move |tunnel, _| {
                     tunnel.connect(
-                        client_id.clone(),
+                        id,
                         config.client_tag.unwrap_or_default(),
                         timeout * 1000,
                         now,
@@ -134,16 +136,17 @@ impl TunnelService {
             }
             "heartbeat" => {
                 let request: pb::HeartbeatRequest = decode(api, body)?;
-                let channels = self.modify(&request.tunnel_id, |tunnel| {
-                    sync_partitions(store, tunnel)?;
-                    // Saved even when the client is gone: expiring others is a change too.
-                    Ok(tunnel.heartbeat(&request.client_id, &request.channels, now))
-                })??;
+                let channels =
+                    self.modify(store, &request.tunnel_id.clone(), move |tunnel, txn| {
+                        sync_partitions(tunnel, |table| stream::partitions_in(txn, table))?;
+                        // Saved even when the client is gone: expiring others is a change too.
+                        Ok(tunnel.heartbeat(&request.client_id, &request.channels, now))
+                    })??;
                 pb::HeartbeatResponse { channels }.encode_to_vec()
             }
             "shutdown" => {
                 let request: pb::ShutdownRequest = decode(api, body)?;
-                self.modify(&request.tunnel_id, |tunnel| {
+                self.modify(store, &request.tunnel_id.clone(), move |tunnel, _| {
                     tunnel.disconnect(&request.client_id);
                     Ok(())
                 })?;
@@ -161,7 +164,7 @@ impl TunnelService {
             }
             "checkpoint" => {
                 let request: pb::CheckpointRequest = decode(api, body)?;
-                self.modify(&request.tunnel_id, |tunnel| {
+                self.modify(store, &request.tunnel_id.clone(), move |tunnel, _| {
                     let held = tunnel.owned(&request.client_id, &request.channel_id)?;
                     let rows = match ChannelToken::delivered_by(&request.checkpoint)? {
                         Some(rows) => rows,
@@ -183,13 +186,13 @@ impl TunnelService {
                     .tunnel_id
                     .ok_or_else(|| ApiError::invalid("The tunnel id is missing."))?;
                 let mut tunnel = self.load(&id)?;
-                sync_partitions(store, &mut tunnel)?;
+                sync_partitions(&mut tunnel, |table| store.partitions(table))?;
                 self.rpo(store, &tunnel, now)?.encode_to_vec()
             }
             "schedule" => {
                 let request: pb::ScheduleRequest = decode(api, body)?;
-                self.modify(&request.tunnel_id, |tunnel| {
-                    sync_partitions(store, tunnel)?;
+                self.modify(store, &request.tunnel_id.clone(), move |tunnel, txn| {
+                    sync_partitions(tunnel, |table| stream::partitions_in(txn, table))?;
                     tunnel.schedule(&request.channels)
                 })?;
                 pb::ScheduleResponse {}.encode_to_vec()
@@ -240,21 +243,20 @@ impl TunnelService {
     /// Loads the tunnel `id`, lets `change` edit it and stores it, in one write transaction
     /// (which redb gives to one caller at a time). Stored whatever `change` returns; an `Err`
     /// of `change` discards the edit.
-    fn modify<T>(
+    fn modify<T: Send + 'static>(
         &self,
+        store: &Store,
         id: &str,
-        change: impl FnOnce(&mut Tunnel) -> Result<T, ApiError>,
+        change: impl FnOnce(&mut Tunnel, &WriteTransaction) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let txn = self.db.begin_write()?;
-        let result = {
+        let id = id.to_owned();
+        store.write(move |txn| {
             let mut table = txn.open_table(TUNNELS)?;
-            let mut tunnel = load_in(&table, id)?;
-            let result = change(&mut tunnel)?;
+            let mut tunnel = load_in(&table, &id)?;
+            let result = change(&mut tunnel, txn)?;
             save_in(&mut table, &tunnel)?;
-            result
-        };
-        txn.commit()?;
-        Ok(result)
+            Ok(result)
+        })
     }
 
     fn create(
@@ -486,11 +488,14 @@ fn stream_start(after: u64) -> String {
 }
 
 /// Adds channels for partitions created by splits since the tunnel last looked.
-fn sync_partitions(store: &Store, tunnel: &mut Tunnel) -> Result<(), ApiError> {
+fn sync_partitions(
+    tunnel: &mut Tunnel,
+    partitions: impl FnOnce(&str) -> Result<Vec<Partition>, ApiError>,
+) -> Result<(), ApiError> {
     if tunnel.kind == TunnelKind::BaseData {
         return Ok(());
     }
-    for partition in store.partitions(&tunnel.table)? {
+    for partition in partitions(&tunnel.table)? {
         let known = tunnel
             .channels
             .contains_key(&format!("stream-{}", partition.id));

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use md5::{Digest, Md5};
+
 use ots_protocol::record::TunnelRecord;
 use ots_sandbox::{GuestSource, Limits, Sandbox, SandboxError};
 
@@ -62,7 +64,7 @@ impl Processor for GuestProcessor {
 
     fn fingerprint(&self) -> Option<String> {
         let bytes = self.sandbox.source_bytes().ok()?;
-        Some(format!("{:x}", md5::compute(bytes)))
+        Some(format!("{:x}", Md5::digest(bytes)))
     }
 
     fn stages(&self) -> Vec<StageReport> {

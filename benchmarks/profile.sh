@@ -28,7 +28,8 @@ perf record "${perf_options[@]}" -p "$bench" -o "$out/replicator.data" >/dev/nul
 perf_bench=$!
 perf record "${perf_options[@]}" -p "$server" -o "$out/server.data" >/dev/null 2>&1 &
 perf_server=$!
-until grep -q 'rows/s;' "$log"; do sleep 0.2; done
+# The copy is over when its tunnel stops (the row count that follows is not profiled).
+until grep -q 'stopped on request' "$log"; do sleep 0.2; done
 kill -INT "$perf_bench" "$perf_server"
 wait "$perf_bench" "$perf_server" || true
 wait "$bench"

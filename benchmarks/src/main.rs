@@ -10,6 +10,12 @@ mod table;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than glibc's malloc: a copy allocates and frees a few small strings per
+/// cell on every thread, and the copy measured ~15 % faster with it, for more memory held
+/// (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Replicator benchmarks against the local Tablestore-compatible server.
 #[derive(Debug, Parser)]
 #[command(name = "ots-benchmarks")]

@@ -1,6 +1,6 @@
 //! Group commit: every hot write of the server (row writes, tunnel state) runs on one writer
-//! thread, which takes all the writes waiting when it is free, applies them in order in one
-//! redb transaction and commits once. redb admits one writer and each commit syncs the disk, so
+//! thread, which applies in one redb transaction, in order, the writes waiting when it is free
+//! and those that arrive while it applies them, then commits once. redb admits one writer and each commit syncs the disk, so
 //! a commit per request made the commit, not the work, the server's ceiling; grouped, the cost
 //! of a commit is shared by every write that waited for it.
 //!
@@ -111,30 +111,31 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// The writer: waits for a write, takes every write queued behind it, commits them as one.
+/// The writer: waits for a write, then commits a group that starts with it.
 fn run(db: &Database, jobs: &Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        commit_group(db, group);
+        commit_group(db, first, jobs);
     }
 }
 
-fn commit_group(db: &Database, group: Vec<Job>) {
+/// Applies `first` and, while another write is already queued when one is done, that one too
+/// (a write arriving while the group is applied shares its commit instead of waiting for the
+/// next), then commits the group.
+fn commit_group(db: &Database, first: Job, jobs: &Receiver<Job>) {
     let txn = db.begin_write().map_err(ApiError::from);
-    let mut answers = Vec::with_capacity(group.len());
+    let mut answers = Vec::new();
     let mut abort = None;
-    for job in group {
+    let mut next = Some(first);
+    while let Some(job) = next {
         let done = job(txn.as_ref());
         if abort.is_none() {
             abort = done.aborts;
         }
         answers.push(done.answer);
+        next = match answers.len() < MAX_GROUP {
+            true => jobs.try_recv().ok(),
+            false => None,
+        };
     }
     let outcome = match (txn, abort) {
         (Err(e), _) => Err(e),
@@ -183,17 +184,20 @@ mod tests {
     }
 
     /// Holds the writer in a write until the returned sender is used, so that the writes
-    /// queued meanwhile make up the next group.
-    fn hold_writer(writes: &Arc<GroupCommit>) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    /// queued meanwhile join its group.
+    fn hold_writer(
+        writes: &Arc<GroupCommit>,
+    ) -> (
+        mpsc::Sender<()>,
+        std::thread::JoinHandle<Result<(), ApiError>>,
+    ) {
         let (release, held) = mpsc::channel::<()>();
         let writes = writes.clone();
         let holder = std::thread::spawn(move || {
-            writes
-                .write(move |_| {
-                    held.recv().unwrap();
-                    Ok(())
-                })
-                .unwrap();
+            writes.write(move |_| {
+                held.recv().unwrap();
+                Ok(())
+            })
         });
         std::thread::sleep(Duration::from_millis(200));
         (release, holder)
@@ -235,7 +239,7 @@ mod tests {
         let beside_refused = queue(&writes, insert("a"));
         std::thread::sleep(Duration::from_millis(200));
         release.send(()).unwrap();
-        holder.join().unwrap();
+        holder.join().unwrap().unwrap();
         assert_eq!(
             refused.join().unwrap().unwrap_err().code,
             ErrorCode::ParameterInvalid
@@ -251,7 +255,7 @@ mod tests {
         let beside_panic = queue(&writes, insert("c"));
         std::thread::sleep(Duration::from_millis(200));
         release.send(()).unwrap();
-        holder.join().unwrap();
+        let held = holder.join().unwrap();
         let error = panics.join().unwrap().unwrap_err();
         assert_eq!(error.code, ErrorCode::InternalServerError);
         assert!(error.message.contains("broken write"), "{}", error.message);
@@ -260,6 +264,7 @@ mod tests {
             error,
             "the other write of the group gets the same failure"
         );
+        assert_eq!(held, Err(error), "so does the write the others joined");
         assert!(
             !present(&db, "b") && !present(&db, "c"),
             "nothing of the group is kept"

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ots_protocol::error::ErrorCode;
-use ots_protocol::model::{PrimaryKey, Row, RowChange};
+use ots_protocol::model::{PrimaryKey, PrimaryKeyValue, Row, RowChange};
 use ots_protocol::pb::table::CreateTableRequest;
 use ots_protocol::plainbuffer;
 use prost::Message;
@@ -73,6 +73,15 @@ pub struct KeyRange {
 pub struct RangePage {
     /// Rows in read order.
     pub rows: Vec<Row>,
+    /// Where the next page starts, if the range is not exhausted.
+    pub next_start: Option<PrimaryKey>,
+}
+
+/// A page of [`Store::get_range_encoded`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedPage {
+    /// Rows in read order, each PlainBuffer-encoded on its own.
+    pub rows: Vec<Vec<u8>>,
     /// Where the next page starts, if the range is not exhausted.
     pub next_start: Option<PrimaryKey>,
 }
@@ -283,33 +292,80 @@ impl Store {
     /// The commit time comes from `clock` once the write transaction is held: commits then
     /// follow each other in time, so the stream's timestamps, the server-assigned cell
     /// versions and the commit order agree (a point-in-time restore relies on it).
+    ///
+    /// The work that does not need the stored rows (checks, keys, the rows of blind puts) is
+    /// done here, on the caller's thread, against the table as it is now ([`prepare`]): the
+    /// writer thread is the one every write waits on. If the table's definition changed before
+    /// the transaction, the writer does all of it again against the new one.
     pub fn write_rows(
         &self,
         table: &str,
         ops: Vec<WriteOp>,
-        clock: impl FnOnce() -> i64 + Send + 'static,
+        clock: impl Fn() -> i64 + Send + 'static,
     ) -> Result<Vec<Result<RowChange, ApiError>>, ApiError> {
-        let table = table.to_owned();
+        let prepared = self.prepare_rows(table, ops, clock())?;
+        self.commit_rows(prepared, clock)
+    }
+
+    /// The first half of [`Store::write_rows`]: every op prepared against the table as it is.
+    fn prepare_rows(
+        &self,
+        table: &str,
+        ops: Vec<WriteOp>,
+        now_ms: i64,
+    ) -> Result<PreparedRows, ApiError> {
+        let txn = self.db.begin_read()?;
+        let catalog = txn.open_table(CATALOG)?;
+        let entry = catalog.get(table)?.ok_or_else(ApiError::no_table)?;
+        let info = decode_info(entry.value())?;
+        let ops = ops
+            .into_iter()
+            .map(|op| prepare(&info, op, now_ms))
+            .collect();
+        Ok(PreparedRows {
+            definition: entry.value().to_vec(),
+            info,
+            ops,
+        })
+    }
+
+    /// The second half of [`Store::write_rows`], in the next group commit.
+    fn commit_rows(
+        &self,
+        prepared: PreparedRows,
+        clock: impl Fn() -> i64 + Send + 'static,
+    ) -> Result<Vec<Result<RowChange, ApiError>>, ApiError> {
         self.writes.write(move |txn| {
-            // Read in the write's own transaction, so a table deleted by an earlier write of
-            // the group is gone here too.
-            let info = {
+            let PreparedRows {
+                definition,
+                info,
+                ops,
+            } = prepared;
+            let table = info.name();
+            // Read in the write's own transaction, so a table deleted or altered by an earlier
+            // write of the group is seen here too.
+            let altered = {
                 let catalog = txn.open_table(CATALOG)?;
-                let entry = catalog
-                    .get(table.as_str())?
-                    .ok_or_else(ApiError::no_table)?;
-                decode_info(entry.value())?
+                let entry = catalog.get(table)?.ok_or_else(ApiError::no_table)?;
+                match entry.value() == definition.as_slice() {
+                    true => None,
+                    false => Some(decode_info(entry.value())?),
+                }
             };
+            let current = altered.as_ref().unwrap_or(&info);
             let now_ms = clock();
             let mut results = Vec::with_capacity(ops.len());
             let mut rows = txn.open_table(ROWS)?;
             let mut counters = txn.open_table(COUNTERS)?;
-            let mut log = match info.stream_enabled() {
-                true => Some(stream::Appender::new(txn, &table, now_ms)?),
+            let mut log = match current.stream_enabled() {
+                true => Some(stream::Appender::new(txn, table, now_ms)?),
                 false => None,
             };
             for op in ops {
-                let result = apply(&info, &mut rows, &mut counters, op, now_ms);
+                let result = match altered {
+                    None => apply_prepared(current, &mut rows, &mut counters, op, now_ms),
+                    Some(_) => apply(current, &mut rows, &mut counters, op.into_op(), now_ms),
+                };
                 if let (Ok(effective), Some(log)) = (&result, &mut log) {
                     // A change applied but not logged would be lost to the stream: a failure
                     // here is the storage's, and fails the whole group.
@@ -357,22 +413,78 @@ impl Store {
         spec: &ReadSpec,
         now_ms: i64,
     ) -> Result<RangePage, ApiError> {
+        let info = self.table(table)?;
+        let mut rows = Vec::new();
+        let mut bytes = 0;
+        let next_start = self.scan(&info, range, |value| {
+            if rows.len() == range.limit || bytes >= MAX_RANGE_PAGE_BYTES {
+                return Ok(false);
+            }
+            if let Some(row) = read::project(decode_stored(value)?, &info, spec, now_ms) {
+                bytes += value.len();
+                rows.push(row);
+            }
+            Ok(true)
+        })?;
+        Ok(RangePage { rows, next_start })
+    }
+
+    /// [`Store::get_range`] of every version of every column ([`ReadSpec::everything`]), each
+    /// row PlainBuffer-encoded on its own ([`plainbuffer::encode_rows`] of one row): a tunnel's
+    /// base data. Where the table expires nothing, that is how the rows are stored, so they
+    /// are handed out as stored, not decoded and encoded again.
+    pub fn get_range_encoded(
+        &self,
+        table: &str,
+        range: &KeyRange,
+        now_ms: i64,
+    ) -> Result<EncodedPage, ApiError> {
+        let info = self.table(table)?;
+        let spec = ReadSpec::everything();
+        let as_stored = info.ttl_ms().is_none();
+        let mut rows = Vec::new();
+        let mut bytes = 0;
+        let next_start = self.scan(&info, range, |value| {
+            if rows.len() == range.limit || bytes >= MAX_RANGE_PAGE_BYTES {
+                return Ok(false);
+            }
+            let row = match as_stored {
+                true => Some(value.to_vec()),
+                false => read::project(decode_stored(value)?, &info, &spec, now_ms)
+                    .map(|row| plainbuffer::encode_rows(&[row])),
+            };
+            if let Some(row) = row {
+                bytes += value.len();
+                rows.push(row);
+            }
+            Ok(true)
+        })?;
+        Ok(EncodedPage { rows, next_start })
+    }
+
+    /// Walks the stored rows of `range` in read order, handing each to `visit` until it returns
+    /// false; returns the key of the row it stopped at (where the next page starts).
+    fn scan(
+        &self,
+        info: &TableInfo,
+        range: &KeyRange,
+        mut visit: impl FnMut(&[u8]) -> Result<bool, ApiError>,
+    ) -> Result<Option<PrimaryKey>, ApiError> {
         let KeyRange {
             start,
             end,
             backward,
-            limit,
+            ..
         } = range;
-        let (backward, limit) = (*backward, *limit);
-        let info = self.table(table)?;
-        rules::check_primary_key(&info, start, true)?;
-        rules::check_primary_key(&info, end, true)?;
+        let table = info.name();
+        rules::check_primary_key(info, start, true)?;
+        rules::check_primary_key(info, end, true)?;
         let start_key = keys::encode(table, start);
         let end_key = keys::encode(table, end);
         // The service compares whole keys, -inf and +inf included, and refuses an empty or
         // inverted range (Python SDK test_get_range_when_direction_is_wrong_for_1_PK, Java
         // testGetRangeWhenStartPkEqualsEndPk).
-        match (backward, start_key.cmp(&end_key)) {
+        match (*backward, start_key.cmp(&end_key)) {
             (false, std::cmp::Ordering::Less) | (true, std::cmp::Ordering::Greater) => {}
             (false, _) => {
                 return Err(ApiError::invalid(
@@ -387,22 +499,8 @@ impl Store {
         }
         let txn = self.db.begin_read()?;
         let stored = txn.open_table(ROWS)?;
-        let mut rows = Vec::new();
-        let mut bytes = 0;
-        let mut next_start = None;
-        let mut visit = |value: &[u8]| -> Result<bool, ApiError> {
-            let row = decode_stored(value)?;
-            if rows.len() == limit || bytes >= MAX_RANGE_PAGE_BYTES {
-                next_start = Some(row.primary_key);
-                return Ok(false);
-            }
-            if let Some(row) = read::project(row, &info, spec, now_ms) {
-                bytes += value.len();
-                rows.push(row);
-            }
-            Ok(true)
-        };
-        if backward {
+        let stopped_at = |value: &[u8]| decode_stored(value).map(|row| Some(row.primary_key));
+        if *backward {
             // (end, start]: skip `end` itself, include `start`.
             for entry in stored
                 .range(end_key.as_slice()..=start_key.as_slice())?
@@ -413,17 +511,18 @@ impl Store {
                     continue;
                 }
                 if !visit(v.value())? {
-                    break;
+                    return stopped_at(v.value());
                 }
             }
         } else {
             for entry in stored.range(start_key.as_slice()..end_key.as_slice())? {
-                if !visit(entry?.1.value())? {
-                    break;
+                let value = entry?.1;
+                if !visit(value.value())? {
+                    return stopped_at(value.value());
                 }
             }
         }
-        Ok(RangePage { rows, next_start })
+        Ok(None)
     }
 
     /// The table's partitions, closed ones included.
@@ -500,6 +599,86 @@ fn decode_stored(bytes: &[u8]) -> Result<Row, ApiError> {
         .ok_or_else(|| ApiError::internal("empty stored row"))
 }
 
+/// A write's ops prepared against one definition of their table.
+struct PreparedRows {
+    /// The table's catalog entry they were prepared against.
+    definition: Vec<u8>,
+    info: TableInfo,
+    ops: Vec<Prepared>,
+}
+
+/// A row write as [`prepare`] leaves it for the writer thread, holding the write itself so the
+/// writer can start over if the table changed in between ([`Prepared::into_op`]).
+enum Prepared {
+    /// A blind put ([`rules::blind_put`]), keyed and encoded: only the insert is left.
+    Put {
+        key: Vec<u8>,
+        stored: Vec<u8>,
+        op: WriteOp,
+    },
+    /// Checked and keyed; the merge with the stored row is left.
+    Merge { key: Vec<u8>, op: WriteOp },
+    /// Refused by the checks.
+    Refused { op: WriteOp, error: ApiError },
+    /// A key with an auto-increment column: the value comes from the counter, in the writer.
+    Whole(WriteOp),
+}
+
+impl Prepared {
+    fn into_op(self) -> WriteOp {
+        match self {
+            Prepared::Put { op, .. }
+            | Prepared::Merge { op, .. }
+            | Prepared::Refused { op, .. }
+            | Prepared::Whole(op) => op,
+        }
+    }
+}
+
+/// Does the part of a write that needs no stored row, against `info`.
+fn prepare(info: &TableInfo, op: WriteOp, now_ms: i64) -> Prepared {
+    let primary_key = op.change.primary_key();
+    if primary_key
+        .0
+        .iter()
+        .any(|c| c.value == PrimaryKeyValue::AutoIncrement)
+    {
+        return Prepared::Whole(op);
+    }
+    let checked = rules::check_primary_key(info, primary_key, false)
+        .and_then(|()| rules::validate_change(info, &op.change, now_ms));
+    if let Err(error) = checked {
+        return Prepared::Refused { op, error };
+    }
+    let key = keys::encode(info.name(), primary_key);
+    let stored = match rules::blind_put(info, &op.change, &op.expectation) {
+        None => return Prepared::Merge { key, op },
+        Some(Ok(cells)) => plainbuffer::encode_row(primary_key, &cells),
+        Some(Err(error)) => return Prepared::Refused { op, error },
+    };
+    Prepared::Put { key, stored, op }
+}
+
+/// Finishes a prepared write inside the write transaction; see [`apply`].
+fn apply_prepared(
+    info: &TableInfo,
+    rows: &mut redb::Table<&[u8], &[u8]>,
+    counters: &mut redb::Table<&str, i64>,
+    prepared: Prepared,
+    now_ms: i64,
+) -> Result<RowChange, ApiError> {
+    match prepared {
+        // A blind put takes effect as it was sent: every timestamp is its own.
+        Prepared::Put { key, stored, op } => {
+            rows.insert(key.as_slice(), stored.as_slice())?;
+            Ok(op.change)
+        }
+        Prepared::Merge { key, op } => merge_into(info, rows, &key, op, now_ms),
+        Prepared::Refused { error, .. } => Err(error),
+        Prepared::Whole(op) => apply(info, rows, counters, op, now_ms),
+    }
+}
+
 /// Applies one change inside a write transaction: auto-increment values, validation, the
 /// merge with the stored row, then the row written or removed. Returns the change as it took
 /// effect (what the stream records).
@@ -520,17 +699,145 @@ fn apply(
     rules::check_primary_key(info, change.primary_key(), false)?;
     rules::validate_change(info, &change, now_ms)?;
     let key = keys::encode(table, change.primary_key());
-    let existing = match rows.get(key.as_slice())? {
-        Some(v) => Some(decode_stored(v.value())?),
-        None => None,
-    };
-    let merged = rules::merge(info, existing, change, &expectation, now_ms)?;
+    let effective = merge_into(
+        info,
+        rows,
+        &key,
+        WriteOp {
+            change,
+            expectation,
+        },
+        now_ms,
+    )?;
     if assigned != last {
         counters.insert(table, assigned)?;
     }
+    Ok(effective)
+}
+
+/// Merges a checked change with the row stored under `key` and writes (or removes) the result.
+fn merge_into(
+    info: &TableInfo,
+    rows: &mut redb::Table<&[u8], &[u8]>,
+    key: &[u8],
+    op: WriteOp,
+    now_ms: i64,
+) -> Result<RowChange, ApiError> {
+    let existing = match rows.get(key)? {
+        Some(v) => Some(decode_stored(v.value())?),
+        None => None,
+    };
+    let merged = rules::merge(info, existing, op.change, &op.expectation, now_ms)?;
     match merged.row {
-        None => rows.remove(key.as_slice())?,
-        Some(row) => rows.insert(key.as_slice(), plainbuffer::encode_rows(&[row]).as_slice())?,
+        None => rows.remove(key)?,
+        Some(row) => rows.insert(key, plainbuffer::encode_rows(&[row]).as_slice())?,
     };
     Ok(merged.effective)
+}
+
+#[cfg(test)]
+mod tests {
+    use ots_protocol::model::{Cell, PrimaryKeyColumn, RowExistence};
+
+    use super::*;
+    use crate::rules::read::Versions;
+    use crate::rules::tests::{cell, table};
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn key() -> PrimaryKey {
+        PrimaryKey(vec![PrimaryKeyColumn {
+            name: "id".into(),
+            value: PrimaryKeyValue::Integer(1),
+        }])
+    }
+
+    fn blind_put(cells: Vec<Cell>) -> WriteOp {
+        WriteOp {
+            change: RowChange::Put {
+                primary_key: key(),
+                cells,
+            },
+            expectation: Expectation {
+                existence: RowExistence::Ignore,
+                condition: None,
+            },
+        }
+    }
+
+    fn stored_cells(store: &Store) -> Vec<Cell> {
+        let spec = ReadSpec {
+            columns: vec![],
+            versions: Versions::Newest(10),
+            start_column: None,
+            end_column: None,
+            condition: None,
+            pagination: None,
+        };
+        let row = store.get_row("t", &key(), &spec, NOW).unwrap();
+        row.map(|r| r.cells).unwrap_or_default()
+    }
+
+    fn set_options(store: &Store, set: impl FnOnce(&mut ots_protocol::pb::table::TableOptions)) {
+        store
+            .update_table("t", NOW, |def| {
+                set(def.table_options.as_mut().expect("normalized options"));
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_blind_put_prepared_before_the_table_changed_is_stored_as_the_new_definition_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_table(table(2, -1).definition, NOW).unwrap();
+        let cells = vec![cell("a", 1, NOW - 2), cell("a", 2, NOW - 1)];
+        let prepared = store
+            .prepare_rows("t", vec![blind_put(cells)], NOW)
+            .unwrap();
+        assert!(matches!(prepared.ops[0], Prepared::Put { .. }));
+
+        set_options(&store, |options| options.max_versions = Some(1));
+        let results = store.commit_rows(prepared, || NOW).unwrap();
+
+        assert!(results[0].is_ok(), "{results:?}");
+        assert_eq!(stored_cells(&store), vec![cell("a", 2, NOW - 1)]);
+    }
+
+    #[test]
+    fn a_put_refused_against_the_old_definition_is_checked_again_against_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_table(table(1, -1).definition, NOW).unwrap();
+        // Two days old: outside the default one-day max time deviation.
+        let old = NOW - 2 * 86_400_000;
+        let prepared = store
+            .prepare_rows("t", vec![blind_put(vec![cell("a", 1, old)])], NOW)
+            .unwrap();
+        assert!(matches!(prepared.ops[0], Prepared::Refused { .. }));
+
+        set_options(&store, |options| {
+            options.deviation_cell_version_in_sec = Some(10 * 86_400)
+        });
+        let results = store.commit_rows(prepared, || NOW).unwrap();
+
+        assert!(results[0].is_ok(), "{results:?}");
+        assert_eq!(stored_cells(&store), vec![cell("a", 1, old)]);
+    }
+
+    #[test]
+    fn a_prepared_write_to_a_table_deleted_before_it_commits_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_table(table(1, -1).definition, NOW).unwrap();
+        let prepared = store
+            .prepare_rows("t", vec![blind_put(vec![cell("a", 1, NOW)])], NOW)
+            .unwrap();
+        store.delete_table("t").unwrap();
+
+        let error = store.commit_rows(prepared, || NOW).unwrap_err();
+
+        assert_eq!(error, ApiError::no_table());
+    }
 }

@@ -397,13 +397,10 @@ impl<'txn> Appender<'txn> {
         };
         let (seq, info) = (seq + 1, next_sequence(info, self.timestamp_us));
         self.last.insert(partition, (seq, info));
-        let record = TunnelRecord {
-            change: change.clone(),
-            sequence_info: Some(info),
-        };
+        let record = TunnelRecord::encode_parts(change, Some(info));
         self.log.insert(
             log_key(&self.table, partition, seq).as_slice(),
-            record.encode().encode_to_vec().as_slice(),
+            record.encode_to_vec().as_slice(),
         )?;
         Ok(())
     }

@@ -9,6 +9,8 @@
 //! between it and the model's [`Row`] and [`RowChange`]. Decoding never panics: every length is
 //! checked against what remains before anything is allocated.
 
+use std::borrow::Cow;
+
 use crate::crc8::{crc_bytes, crc_u8, crc_u32, crc_u64};
 use crate::model::{
     Cell, ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, Row, RowChange,
@@ -213,10 +215,20 @@ pub enum PlainBufferError {
 
 /// Encodes rows behind one header.
 pub fn encode(rows: &[PlainRow]) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.buf.extend_from_slice(&HEADER.to_le_bytes());
+    let mut w = Writer::new();
     for row in rows {
-        w.row(row);
+        let cells = row.cells.iter().map(|c| CellRef {
+            name: &c.name,
+            value: c.value.as_ref().map(Cow::Borrowed),
+            op: c.op,
+            timestamp: c.timestamp,
+        });
+        w.row(
+            &row.primary_key,
+            cells,
+            row.delete_marker,
+            row.sequence_info,
+        );
     }
     w.buf
 }
@@ -243,10 +255,9 @@ pub fn decode(buf: &[u8]) -> Result<Vec<PlainRow>, PlainBufferError> {
 
 /// Encodes a primary key alone (GetRow, BatchGetRow and GetRange bounds).
 pub fn encode_primary_key(primary_key: &PrimaryKey) -> Vec<u8> {
-    encode(&[PlainRow {
-        primary_key: primary_key.clone(),
-        ..PlainRow::default()
-    }])
+    let mut w = Writer::new();
+    w.row(primary_key, std::iter::empty(), false, None);
+    w.buf
 }
 
 /// Decodes a buffer that holds exactly one primary key.
@@ -263,7 +274,36 @@ pub fn decode_primary_key(buf: &[u8]) -> Result<PrimaryKey, PlainBufferError> {
 
 /// Encodes a row change the way the SDKs send PutRow, UpdateRow and DeleteRow payloads.
 pub fn encode_row_change(change: &RowChange) -> Vec<u8> {
-    encode(&[PlainRow::from(change)])
+    encode_logged_change(change, None)
+}
+
+/// Encodes a row change with the sequence info of a stream record in the row's extension (a
+/// tunnel record's row, [`crate::record::TunnelRecord`]).
+pub fn encode_logged_change(change: &RowChange, sequence_info: Option<SequenceInfo>) -> Vec<u8> {
+    let mut w = Writer::new();
+    match change {
+        RowChange::Put { primary_key, cells } => {
+            w.row(
+                primary_key,
+                cells.iter().map(CellRef::put),
+                false,
+                sequence_info,
+            );
+        }
+        RowChange::Update {
+            primary_key,
+            updates,
+        } => w.row(
+            primary_key,
+            updates.iter().map(CellRef::update),
+            false,
+            sequence_info,
+        ),
+        RowChange::Delete { primary_key } => {
+            w.row(primary_key, std::iter::empty(), true, sequence_info);
+        }
+    }
+    w.buf
 }
 
 /// What kind of row change a payload is expected to hold.
@@ -287,10 +327,25 @@ pub fn decode_row_change(buf: &[u8], kind: RowChangeKind) -> Result<RowChange, P
     decode_single(buf, expected)?.into_row_change(kind)
 }
 
+/// Encodes one row given as its key and cells: [`encode_rows`] of one row, without the row.
+pub fn encode_row(primary_key: &PrimaryKey, cells: &[Cell]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.row(primary_key, cells.iter().map(CellRef::put), false, None);
+    w.buf
+}
+
 /// Encodes rows as the service returns them from GetRow, GetRange and BatchGetRow.
 pub fn encode_rows(rows: &[Row]) -> Vec<u8> {
-    let plain: Vec<PlainRow> = rows.iter().map(PlainRow::from).collect();
-    encode(&plain)
+    let mut w = Writer::new();
+    for row in rows {
+        w.row(
+            &row.primary_key,
+            row.cells.iter().map(CellRef::put),
+            false,
+            None,
+        );
+    }
+    w.buf
 }
 
 /// Decodes rows as the service returns them (cells must be plain puts).
@@ -386,68 +441,47 @@ fn shape(expected: &'static str, reason: impl Into<String>) -> PlainBufferError 
     }
 }
 
-impl From<&Row> for PlainRow {
-    fn from(row: &Row) -> Self {
-        PlainRow {
-            primary_key: row.primary_key.clone(),
-            cells: row
-                .cells
-                .iter()
-                .map(|c| PlainCell {
-                    name: c.name.clone(),
-                    value: Some(c.value.clone()),
-                    op: None,
-                    timestamp: c.timestamp,
-                })
-                .collect(),
-            delete_marker: false,
-            sequence_info: None,
-        }
-    }
+/// A cell as the writer reads it, borrowed from a row, a change or a [`PlainCell`], so that
+/// encoding copies bytes and allocates nothing per cell.
+struct CellRef<'a> {
+    name: &'a str,
+    /// Borrowed, except an increment's delta, which the wire carries as an integer value.
+    value: Option<Cow<'a, Value>>,
+    op: Option<CellOp>,
+    timestamp: Option<i64>,
 }
 
-impl From<&RowChange> for PlainRow {
-    fn from(change: &RowChange) -> Self {
-        match change {
-            RowChange::Put { primary_key, cells } => PlainRow::from(&Row {
-                primary_key: primary_key.clone(),
-                cells: cells.clone(),
-            }),
-            RowChange::Update {
-                primary_key,
-                updates,
-            } => PlainRow {
-                primary_key: primary_key.clone(),
-                cells: updates.iter().map(update_cell).collect(),
-                delete_marker: false,
-                sequence_info: None,
-            },
-            RowChange::Delete { primary_key } => PlainRow {
-                primary_key: primary_key.clone(),
-                cells: Vec::new(),
-                delete_marker: true,
-                sequence_info: None,
-            },
+impl<'a> CellRef<'a> {
+    /// A stored version, or a cell of a PutRow.
+    fn put(cell: &'a Cell) -> Self {
+        CellRef {
+            name: &cell.name,
+            value: Some(Cow::Borrowed(&cell.value)),
+            op: None,
+            timestamp: cell.timestamp,
         }
     }
-}
 
-fn update_cell(update: &ColumnUpdate) -> PlainCell {
-    let (value, op, timestamp) = match &update.op {
-        ColumnOp::Put { value, timestamp } => (Some(value.clone()), None, *timestamp),
-        ColumnOp::DeleteOneVersion { timestamp } => {
-            (None, Some(CellOp::DeleteOneVersion), Some(*timestamp))
+    /// A column operation of an UpdateRow.
+    fn update(update: &'a ColumnUpdate) -> Self {
+        let (value, op, timestamp) = match &update.op {
+            ColumnOp::Put { value, timestamp } => (Some(Cow::Borrowed(value)), None, *timestamp),
+            ColumnOp::DeleteOneVersion { timestamp } => {
+                (None, Some(CellOp::DeleteOneVersion), Some(*timestamp))
+            }
+            ColumnOp::DeleteAllVersions => (None, Some(CellOp::DeleteAllVersions), None),
+            ColumnOp::Increment { delta } => (
+                Some(Cow::Owned(Value::Integer(*delta))),
+                Some(CellOp::Increment),
+                None,
+            ),
+        };
+        CellRef {
+            name: &update.name,
+            value,
+            op,
+            timestamp,
         }
-        ColumnOp::DeleteAllVersions => (None, Some(CellOp::DeleteAllVersions), None),
-        ColumnOp::Increment { delta } => {
-            (Some(Value::Integer(*delta)), Some(CellOp::Increment), None)
-        }
-    };
-    PlainCell {
-        name: update.name.clone(),
-        value,
-        op,
-        timestamp,
     }
 }
 
@@ -539,30 +573,43 @@ fn cell_update(cell: PlainCell) -> Result<ColumnUpdate, PlainBufferError> {
     })
 }
 
-#[derive(Default)]
 struct Writer {
     buf: Vec<u8>,
 }
 
 impl Writer {
-    fn row(&mut self, row: &PlainRow) {
+    /// A buffer that starts with the header.
+    fn new() -> Self {
+        Writer {
+            buf: HEADER.to_le_bytes().to_vec(),
+        }
+    }
+
+    fn row<'a>(
+        &mut self,
+        primary_key: &PrimaryKey,
+        cells: impl Iterator<Item = CellRef<'a>>,
+        delete_marker: bool,
+        sequence_info: Option<SequenceInfo>,
+    ) {
         let mut row_crc = 0u8;
         self.buf.push(TAG_ROW_PK);
-        for column in &row.primary_key.0 {
+        for column in &primary_key.0 {
             let crc = self.pk_cell(column);
             row_crc = crc_u8(row_crc, crc);
         }
-        if !row.cells.is_empty() {
+        let mut cells = cells.peekable();
+        if cells.peek().is_some() {
             self.buf.push(TAG_ROW_DATA);
-            for cell in &row.cells {
-                let crc = self.cell(cell);
+            for cell in cells {
+                let crc = self.cell(&cell);
                 row_crc = crc_u8(row_crc, crc);
             }
         }
-        if row.delete_marker {
+        if delete_marker {
             self.buf.push(TAG_DELETE_ROW_MARKER);
         }
-        if let Some(seq) = row.sequence_info {
+        if let Some(seq) = sequence_info {
             self.buf.push(TAG_EXTENSION);
             self.buf
                 .extend_from_slice(&(1 + 4 + SEQ_INFO_LEN).to_le_bytes());
@@ -575,7 +622,7 @@ impl Writer {
             self.buf.push(TAG_SEQ_INFO_ROW_INDEX);
             self.buf.extend_from_slice(&seq.row_index.to_le_bytes());
         }
-        row_crc = crc_u8(row_crc, u8::from(row.delete_marker));
+        row_crc = crc_u8(row_crc, u8::from(delete_marker));
         self.buf.push(TAG_ROW_CHECKSUM);
         self.buf.push(row_crc);
     }
@@ -604,11 +651,11 @@ impl Writer {
         crc
     }
 
-    fn cell(&mut self, cell: &PlainCell) -> u8 {
-        let mut crc = self.name(&cell.name);
+    fn cell(&mut self, cell: &CellRef<'_>) -> u8 {
+        let mut crc = self.name(cell.name);
         if let Some(value) = &cell.value {
             self.buf.push(TAG_CELL_VALUE);
-            crc = match value {
+            crc = match value.as_ref() {
                 Value::Integer(v) => self.integer(crc, *v),
                 Value::String(s) => self.sized(crc, VT_STRING, s.as_bytes()),
                 Value::Binary(b) => self.sized(crc, VT_BLOB, b),
@@ -1072,21 +1119,20 @@ mod tests {
     #[test]
     fn stream_records_carry_sequence_info_outside_the_checksum() {
         let (change, kind) = every_change().swap_remove(1);
-        let mut row = PlainRow::from(&change);
-        let plain = encode(std::slice::from_ref(&row));
-        row.sequence_info = Some(SequenceInfo {
+        let plain = encode_row_change(&change);
+        let sequence_info = SequenceInfo {
             epoch: 3,
             timestamp: 1_700_000_000_000_123,
             row_index: 7,
-        });
-        let with_seq = encode(std::slice::from_ref(&row));
+        };
+        let with_seq = encode_logged_change(&change, Some(sequence_info));
         assert_eq!(
             plain.last(),
             with_seq.last(),
             "row checksum must not cover the extension"
         );
         let decoded = decode(&with_seq).unwrap().remove(0);
-        assert_eq!(decoded, row);
+        assert_eq!(decoded.sequence_info, Some(sequence_info));
         assert_eq!(decoded.into_row_change(kind).unwrap(), change);
     }
 

@@ -6,7 +6,7 @@
 
 use crate::model::RowChange;
 use crate::pb::tunnel as pb;
-use crate::plainbuffer::{self, PlainBufferError, PlainRow, RowChangeKind, SequenceInfo};
+use crate::plainbuffer::{self, PlainBufferError, RowChangeKind, SequenceInfo};
 
 /// One record of a tunnel channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,16 +22,30 @@ impl TunnelRecord {
     /// The wire form: the action type beside the row, and the sequence info in the row's
     /// extension.
     pub fn encode(&self) -> pb::Record {
-        let action = match self.change {
+        Self::encode_parts(&self.change, self.sequence_info)
+    }
+
+    /// [`TunnelRecord::encode`] of a record not built: the change borrowed, not cloned.
+    pub fn encode_parts(change: &RowChange, sequence_info: Option<SequenceInfo>) -> pb::Record {
+        let action = match change {
             RowChange::Put { .. } => pb::ActionType::PutRow,
             RowChange::Update { .. } => pb::ActionType::UpdateRow,
             RowChange::Delete { .. } => pb::ActionType::DeleteRow,
         };
-        let mut row = PlainRow::from(&self.change);
-        row.sequence_info = self.sequence_info;
         pb::Record {
             action_type: action as i32,
-            record: plainbuffer::encode(&[row]),
+            record: plainbuffer::encode_logged_change(change, sequence_info),
+            origin_record: None,
+        }
+    }
+
+    /// The wire form of a base-data record whose row is already PlainBuffer-encoded as reads
+    /// return rows ([`plainbuffer::encode_rows`] of one row): those are the bytes of a put of
+    /// the row without sequence info, so the record is what [`TunnelRecord::encode`] gives.
+    pub fn encode_base_row(row: Vec<u8>) -> pb::Record {
+        pb::Record {
+            action_type: pb::ActionType::PutRow as i32,
+            record: row,
             origin_record: None,
         }
     }
@@ -63,6 +77,7 @@ impl TunnelRecord {
 mod tests {
     use super::*;
     use crate::model::{ColumnOp, ColumnUpdate, PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue};
+    use crate::plainbuffer::PlainRow;
 
     #[test]
     fn records_round_trip_with_their_sequence_info() {
@@ -100,13 +115,41 @@ mod tests {
     }
 
     #[test]
+    fn a_base_row_encoded_as_reads_return_it_is_the_record_of_its_put() {
+        let row = crate::model::Row {
+            primary_key: PrimaryKey(vec![PrimaryKeyColumn {
+                name: "id".into(),
+                value: PrimaryKeyValue::Integer(7),
+            }]),
+            cells: vec![crate::model::Cell {
+                name: "v".into(),
+                value: crate::model::Value::String("x".into()),
+                timestamp: Some(1_700_000_000_000),
+            }],
+        };
+        let record = TunnelRecord {
+            change: RowChange::Put {
+                primary_key: row.primary_key.clone(),
+                cells: row.cells.clone(),
+            },
+            sequence_info: None,
+        };
+        assert_eq!(
+            TunnelRecord::encode_base_row(plainbuffer::encode_rows(&[row])),
+            record.encode()
+        );
+    }
+
+    #[test]
     fn a_record_holds_exactly_one_row() {
-        let row = PlainRow::from(&RowChange::Delete {
+        let row = PlainRow {
             primary_key: PrimaryKey(vec![PrimaryKeyColumn {
                 name: "id".into(),
                 value: PrimaryKeyValue::Integer(1),
             }]),
-        });
+            delete_marker: true,
+            ..PlainRow::default()
+        };
         let two = pb::Record {
             action_type: pb::ActionType::DeleteRow as i32,
             record: plainbuffer::encode(&[row.clone(), row]),

@@ -6,6 +6,8 @@
 pub mod filter;
 pub mod read;
 
+use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::collections::HashSet;
 
 use ots_protocol::error::ErrorCode;
@@ -484,21 +486,62 @@ pub fn merge(
             (row, change)
         }
     };
-    let row = match row {
-        None => None,
-        Some(mut row) => {
-            normalize(&mut row.cells, info.max_versions());
-            let columns = row.cells.iter().map(|c| &c.name).collect::<HashSet<_>>();
-            if columns.len() > MAX_COLUMNS_PER_ROW {
-                return Err(ApiError::new(
-                    ErrorCode::OutOfColumnCountLimit,
-                    format!("The number of columns exceeds the limit: {MAX_COLUMNS_PER_ROW}."),
-                ));
-            }
-            Some(row)
-        }
-    };
+    let row = row.map(|row| finish_row(info, row)).transpose()?;
     Ok(Merged { row, effective })
+}
+
+/// The cells a PutRow stores when it expects nothing of the stored row and carries every
+/// cell's timestamp: then neither the stored row nor the clock changes the outcome, and the row
+/// can be built (and the write refused) before the write's transaction, away from the one
+/// writer. Borrowed when the put's cells are already in stored order (a replicated row is).
+/// `None` when the put is not of that kind; [`merge`] gives the same row for it.
+pub fn blind_put<'a>(
+    info: &TableInfo,
+    change: &'a RowChange,
+    expectation: &Expectation,
+) -> Option<Result<Cow<'a, [Cell]>, ApiError>> {
+    let RowChange::Put { cells, .. } = change else {
+        return None;
+    };
+    let blind = expectation.existence == RowExistence::Ignore
+        && expectation.condition.is_none()
+        && cells.iter().all(|c| c.timestamp.is_some());
+    blind.then(|| {
+        let cells = match is_normalized(cells, info.max_versions()) {
+            true => Cow::Borrowed(cells.as_slice()),
+            false => {
+                let mut cells = cells.clone();
+                normalize(&mut cells, info.max_versions());
+                Cow::Owned(cells)
+            }
+        };
+        check_column_count(&cells)?;
+        Ok(cells)
+    })
+}
+
+/// A merged row as it is stored: its versions normalized ([`normalize`]) within the column
+/// limit.
+fn finish_row(info: &TableInfo, mut row: Row) -> Result<Row, ApiError> {
+    normalize(&mut row.cells, info.max_versions());
+    check_column_count(&row.cells)?;
+    Ok(row)
+}
+
+/// Refuses normalized cells of more columns than a row may have.
+fn check_column_count(cells: &[Cell]) -> Result<(), ApiError> {
+    // Sorted by name, so each column starts where the name changes.
+    let columns = 1 + cells
+        .windows(2)
+        .filter(|pair| pair[0].name != pair[1].name)
+        .count();
+    if !cells.is_empty() && columns > MAX_COLUMNS_PER_ROW {
+        return Err(ApiError::new(
+            ErrorCode::OutOfColumnCountLimit,
+            format!("The number of columns exceeds the limit: {MAX_COLUMNS_PER_ROW}."),
+        ));
+    }
+    Ok(())
 }
 
 /// Applies one column operation to a row's cells; returns the operation as it took effect.
@@ -560,21 +603,47 @@ pub fn put_version(cells: &mut Vec<Cell>, name: &str, value: Value, timestamp: i
 
 /// Sorts cells by name, newest version first, and drops versions beyond `max_versions`.
 pub fn normalize(cells: &mut Vec<Cell>, max_versions: usize) {
+    if is_normalized(cells, max_versions) {
+        return;
+    }
     cells.sort_by(|a, b| a.name.cmp(&b.name).then(b.timestamp.cmp(&a.timestamp)));
     cells.dedup_by(|b, a| a.name == b.name && a.timestamp == b.timestamp);
-    let mut kept: Vec<Cell> = Vec::with_capacity(cells.len());
-    let mut run = 0;
-    for cell in cells.drain(..) {
-        run = if kept.last().is_some_and(|p| p.name == cell.name) {
-            run + 1
-        } else {
-            1
-        };
-        if run <= max_versions {
-            kept.push(cell);
+    if cells.len() <= max_versions {
+        return;
+    }
+    // Sorted, so a column's versions are adjacent, newest first: keep the first max_versions.
+    let keep: Vec<bool> = (0..cells.len())
+        .scan(0, |run, i| {
+            *run = match i > 0 && cells[i].name == cells[i - 1].name {
+                true => *run + 1,
+                false => 1,
+            };
+            Some(*run <= max_versions)
+        })
+        .collect();
+    let mut keep = keep.into_iter();
+    // `retain` visits every cell once, in order.
+    cells.retain(|_| keep.next().unwrap_or(true));
+}
+
+/// Whether `cells` are as [`normalize`] leaves them: by name, newest first, no version twice,
+/// at most `max_versions` per column.
+fn is_normalized(cells: &[Cell], max_versions: usize) -> bool {
+    let mut run = 1;
+    for pair in cells.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        match a.name.cmp(&b.name) {
+            Ordering::Less => run = 1,
+            Ordering::Equal if b.timestamp < a.timestamp => {
+                run += 1;
+                if run > max_versions {
+                    return false;
+                }
+            }
+            _ => return false,
         }
     }
-    *cells = kept;
+    cells.is_empty() || max_versions >= 1
 }
 
 #[cfg(test)]
@@ -1062,6 +1131,69 @@ pub(crate) mod tests {
         };
         let err = merge(&info, None, change, &Expectation::default(), NOW).unwrap_err();
         assert_eq!(err.code, ErrorCode::OutOfColumnCountLimit);
+        // Versions of one column count once.
+        let cells = (0..MAX_COLUMNS_PER_ROW as i64)
+            .flat_map(|i| [cell(&format!("c{i}"), i, 1), cell(&format!("c{i}"), i, 2)])
+            .collect();
+        let change = RowChange::Put {
+            primary_key: key(1),
+            cells,
+        };
+        let merged = merge(&table(2, -1), None, change, &Expectation::default(), NOW).unwrap();
+        assert_eq!(merged.row.unwrap().cells.len(), 2 * MAX_COLUMNS_PER_ROW);
+    }
+
+    #[test]
+    fn a_blind_put_stores_what_the_merge_would_and_only_blind_puts_are_blind() {
+        let info = table(2, -1);
+        let put = |cells: Vec<Cell>| RowChange::Put {
+            primary_key: key(1),
+            cells,
+        };
+        let blind = Expectation::default();
+        let change = put(vec![
+            cell("b", 1, 5),
+            cell("a", 1, 1),
+            cell("a", 3, 3),
+            cell("a", 2, 2),
+        ]);
+        let merged = merge(
+            &info,
+            Some(row(vec![cell("z", 9, 9)])),
+            change.clone(),
+            &blind,
+            NOW,
+        );
+        let cells = blind_put(&info, &change, &blind).expect("blind").unwrap();
+        assert_eq!(cells.as_ref(), merged.unwrap().row.unwrap().cells);
+        assert_eq!(
+            cells.as_ref(),
+            [cell("a", 3, 3), cell("a", 2, 2), cell("b", 1, 5)]
+        );
+        assert!(matches!(cells, Cow::Owned(_)), "sorted and trimmed");
+        let stored_order = put(cells.to_vec());
+        let again = blind_put(&info, &stored_order, &blind).unwrap().unwrap();
+        assert!(matches!(again, Cow::Borrowed(_)), "already in stored order");
+        assert_eq!(again.as_ref(), cells.as_ref());
+
+        let wide = put((0..=MAX_COLUMNS_PER_ROW as i64)
+            .map(|i| cell(&format!("c{i}"), i, 1))
+            .collect());
+        let refused = blind_put(&info, &wide, &blind).expect("blind").unwrap_err();
+        assert_eq!(refused.code, ErrorCode::OutOfColumnCountLimit);
+
+        let unstamped = put(vec![Cell {
+            timestamp: None,
+            ..cell("a", 1, 1)
+        }]);
+        assert_eq!(blind_put(&info, &unstamped, &blind), None);
+        let expect_exist = Expectation {
+            existence: RowExistence::ExpectExist,
+            condition: None,
+        };
+        assert_eq!(blind_put(&info, &change, &expect_exist), None);
+        let update = update(vec![("a", ColumnOp::DeleteAllVersions)]);
+        assert_eq!(blind_put(&info, &update, &blind), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ots_protocol::error::ErrorCode;
-use ots_protocol::model::{PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange};
+use ots_protocol::model::{PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue};
 use ots_protocol::pb::tunnel::{self as pb, FINISH_TAG, NANOS_PER_MILLI};
 use ots_protocol::plainbuffer;
 use ots_protocol::record::TunnelRecord;
@@ -18,7 +18,6 @@ use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::error::ApiError;
-use crate::rules::read::ReadSpec;
 use crate::store::{KeyRange, Store};
 use crate::stream::{self, Partition};
 use state::{Channel, Source, StreamRange, StreamStart, Tunnel, TunnelKind};
@@ -762,21 +761,12 @@ fn read_records(
                 backward: false,
                 limit: MAX_RECORDS_PER_READ,
             };
-            let page = store.get_range(&tunnel.table, &range, &ReadSpec::everything(), now_ms())?;
+            let page = store.get_range_encoded(&tunnel.table, &range, now_ms())?;
             let count = page.rows.len();
             let records = page
                 .rows
                 .into_iter()
-                .map(|row| {
-                    TunnelRecord {
-                        change: RowChange::Put {
-                            primary_key: row.primary_key,
-                            cells: row.cells,
-                        },
-                        sequence_info: None,
-                    }
-                    .encode()
-                })
+                .map(TunnelRecord::encode_base_row)
                 .collect();
             let next_start = match &page.next_start {
                 Some(key) => plainbuffer::encode_primary_key(key),

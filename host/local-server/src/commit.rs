@@ -1,8 +1,8 @@
 //! Group commit: every hot write of the server (row writes, tunnel state) runs on one writer
 //! thread, which applies in one redb transaction, in order, the writes waiting when it is free
-//! and those that arrive while it applies them, then commits once. redb admits one writer and each commit syncs the disk, so
-//! a commit per request made the commit, not the work, the server's ceiling; grouped, the cost
-//! of a commit is shared by every write that waited for it.
+//! and those that arrive while it applies them, then commits once. redb admits one writer and
+//! each commit syncs the disk, so a commit per request made the commit, not the work, the
+//! server's ceiling; grouped, the cost of a commit is shared by every write that waited for it.
 //!
 //! A write is acknowledged only after its group's commit returned, so an acknowledged write
 //! survives a crash as before. A write that fails with the server's own failure (storage, a

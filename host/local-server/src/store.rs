@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ots_protocol::error::ErrorCode;
-use ots_protocol::model::{PrimaryKey, PrimaryKeyValue, Row, RowChange};
+use ots_protocol::model::{PrimaryKey, Row, RowChange};
 use ots_protocol::pb::table::CreateTableRequest;
 use ots_protocol::plainbuffer;
 use prost::Message;
@@ -414,25 +414,16 @@ impl Store {
         now_ms: i64,
     ) -> Result<RangePage, ApiError> {
         let info = self.table(table)?;
-        let mut rows = Vec::new();
-        let mut bytes = 0;
-        let next_start = self.scan(&info, range, |value| {
-            if rows.len() == range.limit || bytes >= MAX_RANGE_PAGE_BYTES {
-                return Ok(false);
-            }
-            if let Some(row) = read::project(decode_stored(value)?, &info, spec, now_ms) {
-                bytes += value.len();
-                rows.push(row);
-            }
-            Ok(true)
+        let (rows, next_start) = self.page(&info, range, |value| {
+            Ok(read::project(decode_stored(value)?, &info, spec, now_ms))
         })?;
         Ok(RangePage { rows, next_start })
     }
 
     /// [`Store::get_range`] of every version of every column ([`ReadSpec::everything`]), each
-    /// row PlainBuffer-encoded on its own ([`plainbuffer::encode_rows`] of one row): a tunnel's
-    /// base data. Where the table expires nothing, that is how the rows are stored, so they
-    /// are handed out as stored, not decoded and encoded again.
+    /// row PlainBuffer-encoded on its own ([`plainbuffer::encode_row`]): a tunnel's base data.
+    /// Where the table expires nothing, that is how the rows are stored, so they are handed out
+    /// as stored, not decoded and encoded again.
     pub fn get_range_encoded(
         &self,
         table: &str,
@@ -442,34 +433,26 @@ impl Store {
         let info = self.table(table)?;
         let spec = ReadSpec::everything();
         let as_stored = info.ttl_ms().is_none();
-        let mut rows = Vec::new();
-        let mut bytes = 0;
-        let next_start = self.scan(&info, range, |value| {
-            if rows.len() == range.limit || bytes >= MAX_RANGE_PAGE_BYTES {
-                return Ok(false);
-            }
-            let row = match as_stored {
+        let (rows, next_start) = self.page(&info, range, |value| {
+            Ok(match as_stored {
                 true => Some(value.to_vec()),
                 false => read::project(decode_stored(value)?, &info, &spec, now_ms)
-                    .map(|row| plainbuffer::encode_rows(&[row])),
-            };
-            if let Some(row) = row {
-                bytes += value.len();
-                rows.push(row);
-            }
-            Ok(true)
+                    .map(|row| plainbuffer::encode_row(&row.primary_key, &row.cells)),
+            })
         })?;
         Ok(EncodedPage { rows, next_start })
     }
 
-    /// Walks the stored rows of `range` in read order, handing each to `visit` until it returns
-    /// false; returns the key of the row it stopped at (where the next page starts).
-    fn scan(
+    /// One page of the stored rows of `range`, in read order: `row` makes each stored row
+    /// into what the page holds of it (`None`: nothing), until the page holds `range.limit`
+    /// rows or [`MAX_RANGE_PAGE_BYTES`] of stored rows. Returns the page and the key of the row
+    /// it stopped at (where the next page starts).
+    fn page<T>(
         &self,
         info: &TableInfo,
         range: &KeyRange,
-        mut visit: impl FnMut(&[u8]) -> Result<bool, ApiError>,
-    ) -> Result<Option<PrimaryKey>, ApiError> {
+        mut row: impl FnMut(&[u8]) -> Result<Option<T>, ApiError>,
+    ) -> Result<(Vec<T>, Option<PrimaryKey>), ApiError> {
         let KeyRange {
             start,
             end,
@@ -499,7 +482,20 @@ impl Store {
         }
         let txn = self.db.begin_read()?;
         let stored = txn.open_table(ROWS)?;
-        let stopped_at = |value: &[u8]| decode_stored(value).map(|row| Some(row.primary_key));
+        let mut rows = Vec::new();
+        let mut bytes = 0;
+        // Takes a stored row into the page; false when the page is full without it.
+        let mut take = |value: &[u8]| -> Result<bool, ApiError> {
+            if rows.len() == range.limit || bytes >= MAX_RANGE_PAGE_BYTES {
+                return Ok(false);
+            }
+            if let Some(kept) = row(value)? {
+                bytes += value.len();
+                rows.push(kept);
+            }
+            Ok(true)
+        };
+        let mut next_start = None;
         if *backward {
             // (end, start]: skip `end` itself, include `start`.
             for entry in stored
@@ -510,19 +506,21 @@ impl Store {
                 if k.value() == end_key.as_slice() {
                     continue;
                 }
-                if !visit(v.value())? {
-                    return stopped_at(v.value());
+                if !take(v.value())? {
+                    next_start = Some(decode_stored(v.value())?.primary_key);
+                    break;
                 }
             }
         } else {
             for entry in stored.range(start_key.as_slice()..end_key.as_slice())? {
                 let value = entry?.1;
-                if !visit(value.value())? {
-                    return stopped_at(value.value());
+                if !take(value.value())? {
+                    next_start = Some(decode_stored(value.value())?.primary_key);
+                    break;
                 }
             }
         }
-        Ok(None)
+        Ok((rows, next_start))
     }
 
     /// The table's partitions, closed ones included.
@@ -638,11 +636,7 @@ impl Prepared {
 /// Does the part of a write that needs no stored row, against `info`.
 fn prepare(info: &TableInfo, op: WriteOp, now_ms: i64) -> Prepared {
     let primary_key = op.change.primary_key();
-    if primary_key
-        .0
-        .iter()
-        .any(|c| c.value == PrimaryKeyValue::AutoIncrement)
-    {
+    if rules::has_auto_increment(primary_key) {
         return Prepared::Whole(op);
     }
     let checked = rules::check_primary_key(info, primary_key, false)
@@ -730,14 +724,17 @@ fn merge_into(
     let merged = rules::merge(info, existing, op.change, &op.expectation, now_ms)?;
     match merged.row {
         None => rows.remove(key)?,
-        Some(row) => rows.insert(key, plainbuffer::encode_rows(&[row]).as_slice())?,
+        Some(row) => rows.insert(
+            key,
+            plainbuffer::encode_row(&row.primary_key, &row.cells).as_slice(),
+        )?,
     };
     Ok(merged.effective)
 }
 
 #[cfg(test)]
 mod tests {
-    use ots_protocol::model::{Cell, PrimaryKeyColumn, RowExistence};
+    use ots_protocol::model::{Cell, PrimaryKeyColumn, PrimaryKeyValue, RowExistence};
 
     use super::*;
     use crate::rules::read::Versions;

@@ -271,6 +271,15 @@ pub struct Expectation {
     pub condition: Option<Condition>,
 }
 
+/// Whether the key asks for an auto-increment value in one of its columns (the value comes
+/// from the table's counter when the write is applied).
+pub fn has_auto_increment(primary_key: &PrimaryKey) -> bool {
+    primary_key
+        .0
+        .iter()
+        .any(|c| c.value == PrimaryKeyValue::AutoIncrement)
+}
+
 /// Replaces the auto-increment placeholders of a PutRow or UpdateRow with the values after
 /// `last` (the table's last assigned value); returns the new last value. The service allows
 /// them in UpdateRow too (Java SDK `testAutoPkWrite`), but not in deletes, and only without
@@ -287,11 +296,7 @@ pub fn assign_auto_increment(
         | RowChange::Update { primary_key, .. }
         | RowChange::Delete { primary_key } => primary_key,
     };
-    if !pk
-        .0
-        .iter()
-        .any(|c| c.value == PrimaryKeyValue::AutoIncrement)
-    {
+    if !has_auto_increment(pk) {
         return Ok(last);
     }
     if is_delete {
@@ -608,22 +613,19 @@ pub fn normalize(cells: &mut Vec<Cell>, max_versions: usize) {
     }
     cells.sort_by(|a, b| a.name.cmp(&b.name).then(b.timestamp.cmp(&a.timestamp)));
     cells.dedup_by(|b, a| a.name == b.name && a.timestamp == b.timestamp);
-    if cells.len() <= max_versions {
-        return;
+    let mut kept: Vec<Cell> = Vec::with_capacity(cells.len());
+    let mut run = 0;
+    for cell in cells.drain(..) {
+        run = if kept.last().is_some_and(|p| p.name == cell.name) {
+            run + 1
+        } else {
+            1
+        };
+        if run <= max_versions {
+            kept.push(cell);
+        }
     }
-    // Sorted, so a column's versions are adjacent, newest first: keep the first max_versions.
-    let keep: Vec<bool> = (0..cells.len())
-        .scan(0, |run, i| {
-            *run = match i > 0 && cells[i].name == cells[i - 1].name {
-                true => *run + 1,
-                false => 1,
-            };
-            Some(*run <= max_versions)
-        })
-        .collect();
-    let mut keep = keep.into_iter();
-    // `retain` visits every cell once, in order.
-    cells.retain(|_| keep.next().unwrap_or(true));
+    *cells = kept;
 }
 
 /// Whether `cells` are as [`normalize`] leaves them: by name, newest first, no version twice,

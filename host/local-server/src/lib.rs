@@ -72,8 +72,9 @@ pub struct RunningServer {
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    /// The handlers' state: the database closes when the last of them lets it go.
-    state: std::sync::Weak<ServerState>,
+    /// Resolves (with an error: its sender is dropped, never used) once the handlers' state
+    /// is dropped and the database closed, which happens when the last handler lets it go.
+    closed: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl RunningServer {
@@ -88,8 +89,9 @@ impl RunningServer {
     }
 
     /// Stops accepting requests, waits for the server task and closes the database: it
-    /// returns once no handler holds the state any more (a request whose client went away may
-    /// still be finishing on a blocking thread), so another server may open the same data.
+    /// returns once the last holder of the state (a connection task axum has not finished
+    /// dropping, a request whose client went away) has let it go and the database is closed,
+    /// so another server may open the same data at once.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -97,9 +99,12 @@ impl RunningServer {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        while self.state.strong_count() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let waited = std::time::Duration::from_secs(30);
+        if tokio::time::timeout(waited, &mut self.closed)
+            .await
+            .is_err()
+        {
+            tracing::warn!(?waited, "a request still holds the database after shutdown");
         }
     }
 }
@@ -136,12 +141,14 @@ async fn trim_streams(state: std::sync::Weak<ServerState>, stream_hour: std::tim
 
 /// Opens the store and starts serving on `config.listen`.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
-    let state = Arc::new(
-        ServerState::open(&config).map_err(|source| StartError::Storage {
-            dir: config.data_dir.clone(),
-            source,
-        })?,
-    );
+    let (closing, closed) = tokio::sync::oneshot::channel();
+    let state =
+        Arc::new(
+            ServerState::open(&config, closing).map_err(|source| StartError::Storage {
+                dir: config.data_dir.clone(),
+                source,
+            })?,
+        );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -153,8 +160,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         source,
     })?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let weak = Arc::downgrade(&state);
-    tokio::spawn(trim_streams(weak.clone(), config.stream_hour));
+    tokio::spawn(trim_streams(Arc::downgrade(&state), config.stream_hour));
     let app = http::router(state);
     let task = tokio::spawn(async move {
         let result = axum::serve(listener, app)
@@ -171,6 +177,6 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         addr,
         stop: Some(stop),
         task: Some(task),
-        state: weak,
+        closed,
     })
 }

@@ -32,11 +32,20 @@ pub struct ServerState {
     pub access_keys: HashMap<String, String>,
     /// Injected failures.
     pub faults: FaultConfig,
+    /// Dropped after every field above (fields drop in order), so its receiver learns when
+    /// the database is closed, not merely when the last handler let the state go: the count
+    /// of an `Arc` reaches zero before its value's drop (which joins the writer thread and
+    /// closes redb) has run.
+    _closed: tokio::sync::oneshot::Sender<()>,
 }
 
 impl ServerState {
-    /// Opens the database in `config.data_dir` and the services on it.
-    pub fn open(config: &ServerConfig) -> Result<Self, ApiError> {
+    /// Opens the database in `config.data_dir` and the services on it; `closed` is dropped
+    /// once the state is dropped and the database closed.
+    pub fn open(
+        config: &ServerConfig,
+        closed: tokio::sync::oneshot::Sender<()>,
+    ) -> Result<Self, ApiError> {
         let db = store::open_database(&config.data_dir)?;
         Ok(Self {
             store: Store::new(db.clone(), config.stream_hour)?,
@@ -44,6 +53,7 @@ impl ServerState {
             instance_name: config.instance_name.clone(),
             access_keys: config.access_keys.iter().cloned().collect(),
             faults: config.faults.clone(),
+            _closed: closed,
         })
     }
 }

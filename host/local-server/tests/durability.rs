@@ -32,12 +32,8 @@ fn key(i: i64) -> PrimaryKey {
     }])
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn acknowledged_writes_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let listen = SocketAddr::from(([127, 0, 0, 1], ots_testkit::free_port()));
-    let server = spawn_server(dir.path(), listen).await;
-    let client = server.client();
+/// Creates the table `durable`, keyed by one integer `id`.
+async fn create_durable_table(client: &ots_client::Client) {
     client
         .create_table(&CreateTableRequest {
             table_meta: TableMeta {
@@ -60,6 +56,15 @@ async fn acknowledged_writes_survive_kill_9() {
         })
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = SocketAddr::from(([127, 0, 0, 1], ots_testkit::free_port()));
+    let server = spawn_server(dir.path(), listen).await;
+    let client = server.client();
+    create_durable_table(&client).await;
     let now = chrono::Utc::now().timestamp_millis();
     let mut acknowledged = 0;
     for batch in 0..5 {
@@ -106,6 +111,102 @@ async fn acknowledged_writes_survive_kill_9() {
             .all(|(i, r)| r.primary_key == key(i as i64))
     );
     server.kill9().await;
+}
+
+/// Writers that put batches of rows until their server goes away, each batch's keys taken
+/// from `first` on; the keys acknowledged.
+async fn write_until_refused(client: ots_client::Client, first: i64) -> Vec<i64> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut acknowledged = Vec::new();
+    for batch in 0.. {
+        let keys: Vec<i64> = (0..50).map(|i| first + batch * 50 + i).collect();
+        let changes: Vec<RowChange> = keys
+            .iter()
+            .map(|&k| RowChange::Put {
+                primary_key: key(k),
+                cells: vec![Cell {
+                    name: "v".into(),
+                    value: Value::Integer(k),
+                    timestamp: Some(now),
+                }],
+            })
+            .collect();
+        let Ok(outcomes) = client.batch_write_row("durable", &changes).await else {
+            break;
+        };
+        for (k, outcome) in keys.into_iter().zip(outcomes) {
+            if outcome.is_ok() {
+                acknowledged.push(k);
+            }
+        }
+    }
+    acknowledged
+}
+
+/// `shutdown` returns only once the database is closed (its writer thread joined), so a
+/// server can be started over the same data at once, even while writes were arriving; and
+/// every write it acknowledged is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_shut_down_under_writes_reopens_at_once_with_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = ots_local_server::FaultConfig::default;
+    let mut acknowledged = Vec::new();
+    for round in 0..5 {
+        let server = LocalServer::start_in(dir.path(), faults())
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the server does not reopen: {e}"));
+        let client = server.client();
+        if round == 0 {
+            create_durable_table(&client).await;
+        }
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let first = (round * 4 + w) * 1_000_000;
+                tokio::spawn(write_until_refused(client.clone(), first))
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        server.shutdown().await;
+        for writer in writers {
+            acknowledged.extend(writer.await.unwrap());
+        }
+    }
+    let server = LocalServer::start_in(dir.path(), faults()).await.unwrap();
+    let stored: std::collections::HashSet<PrimaryKey> = server
+        .client()
+        .get_range(RangeQuery {
+            table: "durable".into(),
+            start: PrimaryKey(vec![PrimaryKeyColumn {
+                name: "id".into(),
+                value: PrimaryKeyValue::InfMin,
+            }]),
+            end: PrimaryKey(vec![PrimaryKeyColumn {
+                name: "id".into(),
+                value: PrimaryKeyValue::InfMax,
+            }]),
+            backward: false,
+            limit: None,
+            page_size: None,
+            options: ReadOptions::default(),
+        })
+        .collect_all()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.primary_key)
+        .collect();
+    assert!(
+        acknowledged.len() > 1000,
+        "few writes: {}",
+        acknowledged.len()
+    );
+    let lost: Vec<i64> = acknowledged
+        .iter()
+        .copied()
+        .filter(|&k| !stored.contains(&key(k)))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged, then lost: {lost:?}");
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

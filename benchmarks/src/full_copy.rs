@@ -52,6 +52,9 @@ pub struct FullCopyArgs {
     /// Keep the server's database here instead of a temporary directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The replicator's memory budget (`replicator.memoryBudgetMb`), MiB.
+    #[arg(long)]
+    memory_budget_mb: Option<usize>,
 }
 
 /// One way of copying the table.
@@ -129,6 +132,8 @@ struct Stages {
     write: Duration,
     batches: u64,
     channels: usize,
+    /// The most this process held (its peak RSS) during the copy, MiB.
+    peak_rss_mib: Option<f64>,
 }
 
 /// Runs the benchmark and prints a results table.
@@ -156,7 +161,7 @@ pub async fn run(args: FullCopyArgs) -> anyhow::Result<()> {
         let destination = variant.destination(run);
         let mut outcome = match variant {
             Variant::Wasm | Variant::Native | Variant::PyGuest | Variant::JsGuest => {
-                replicate(&server, variant, &destination, args.rows).await?
+                replicate(&server, variant, &destination, &args).await?
             }
             Variant::Python => python_copy(&server, &client, &destination, &args).await?,
         };
@@ -184,8 +189,9 @@ async fn replicate(
     server: &ServerProcess,
     variant: Variant,
     destination: &str,
-    rows: i64,
+    args: &FullCopyArgs,
 ) -> anyhow::Result<Outcome> {
+    let rows = args.rows;
     let inner: Arc<dyn Processor> = match variant {
         Variant::Wasm => load_processor(&ProcessorConfig::default(), SOURCE)?,
         Variant::PyGuest => py_js_guest("mask.wasm", serde_json::json!({"columns": ["absent"]}))?,
@@ -197,14 +203,18 @@ async fn replicate(
     };
     let timed = Arc::new(Timed::new(inner, None));
     let tunnel = format!("{destination}_tunnel");
-    let config = local_config(
+    let mut config = local_config(
         server.url(),
         SOURCE,
         &tunnel,
         destination,
         ProcessorConfig::default(),
     );
+    if let Some(mb) = args.memory_budget_mb {
+        config.tuning.memory_budget = mb << 20;
+    }
     let metrics = Arc::new(Metrics::default());
+    reset_peak_rss();
     let done = Arc::new(OnceLock::new());
     let started = Instant::now();
     let cpu = CpuMark::now(server);
@@ -243,9 +253,25 @@ async fn replicate(
             write: Duration::from_secs_f64(batch_latency_sum(&metrics)),
             batches: summary.metrics.batches_written,
             channels,
+            peak_rss_mib: peak_rss_mib(),
         }),
         verified: String::new(),
     })
+}
+
+/// Starts this process's peak RSS afresh from what it holds now (Linux: `clear_refs` 5).
+fn reset_peak_rss() {
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        eprintln!("cannot reset the peak RSS ({e}); it covers the whole run");
+    }
+}
+
+/// This process's peak RSS (`VmHWM`) in MiB, where /proc tells it.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kib: f64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// The summed BatchWriteRow latency (seconds) from the Prometheus rendering of `metrics`.
@@ -431,9 +457,11 @@ fn print_results(outcomes: &[Outcome], rows: i64, python_workers: usize) {
         let Some(s) = &o.stages else { continue };
         let secs = o.elapsed.as_secs_f64();
         println!(
-            "{}: {} channels; processor {:.2}s in {} calls ({:.2} us/row, {:.1} % of one core); BatchWriteRow {:.1}s summed over {} batches ({:.1} ms each, {:.1} in flight on average)",
+            "{}: {} channels, peak RSS {}; processor {:.2}s in {} calls ({:.2} us/row, {:.1} % of one core); BatchWriteRow {:.1}s summed over {} batches ({:.1} ms each, {:.1} in flight on average)",
             o.destination,
             s.channels,
+            s.peak_rss_mib
+                .map_or("unknown".to_owned(), |m| format!("{m:.0} MiB")),
             s.processor.as_secs_f64(),
             s.processor_calls,
             s.processor.as_secs_f64() * 1e6 / rows as f64,

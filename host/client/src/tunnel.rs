@@ -15,6 +15,8 @@ pub struct RecordPage {
     pub next_token: String,
     /// Whether the server suggests reading again at once.
     pub may_more_record: bool,
+    /// The records' size on the wire (their PlainBuffer bytes), what a read budget counts.
+    pub bytes: usize,
 }
 
 impl RecordPage {
@@ -183,6 +185,11 @@ impl Client {
             token: token.to_owned(),
         };
         let response: ReadRecordsResponse = self.call(paths::READ_RECORDS, &request, true).await?;
+        let bytes = response
+            .records
+            .iter()
+            .map(|r| r.record.len() + r.origin_record.as_ref().map_or(0, Vec::len))
+            .sum();
         Ok(RecordPage {
             records: response
                 .records
@@ -191,6 +198,7 @@ impl Client {
                 .collect::<Result<_, _>>()?,
             next_token: response.next_token,
             may_more_record: response.may_more_record.unwrap_or(false),
+            bytes,
         })
     }
 }

@@ -256,6 +256,30 @@ pub struct Tuning {
     pub client_tag: Option<String>,
     /// Heartbeat timeout the worker asks the tunnel for.
     pub heartbeat_timeout: Duration,
+    /// Bytes the channels' records may take at once (`replicator.memoryBudgetMb`): pages read
+    /// ahead, waiting, and being transformed and written; [`Tuning::read_budget`] turns it
+    /// into the worker's budget of pages.
+    pub memory_budget: usize,
+}
+
+/// The default [`Tuning::memory_budget`]: at 232 channels a full copy kept its pace with it
+/// and the process peaked at 161–204 MiB (BENCHMARKS.md).
+pub const DEFAULT_MEMORY_BUDGET: usize = 128 << 20;
+
+/// About how many bytes of memory a page of records takes, per byte of it on the wire, while
+/// it is transformed and written: decoded records, their row changes, the encoded requests,
+/// and what the allocator keeps around them. Measured over a full copy of the benchmark rows
+/// (ten small cells each): the process's RSS grew by 12–18 MiB per MiB of read budget
+/// (BENCHMARKS.md). Pages of large values take less, so the budget errs on the safe side
+/// there; pages of many tiny cells take more.
+pub const MEMORY_PER_WIRE_BYTE: usize = 16;
+
+impl Tuning {
+    /// The worker's read budget (bytes of pages on the wire) that keeps the records'
+    /// memory within the memory budget.
+    pub fn read_budget(&self) -> usize {
+        (self.memory_budget / MEMORY_PER_WIRE_BYTE).max(1)
+    }
 }
 
 impl Default for Tuning {
@@ -264,6 +288,7 @@ impl Default for Tuning {
             monitor_interval: Duration::from_secs(3),
             client_tag: None,
             heartbeat_timeout: Duration::from_secs(30),
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -450,8 +475,23 @@ impl ReplicatorConfig {
         let tuning = match root.optional_section("replicator")? {
             None => Tuning::default(),
             Some(mut section) => {
-                section.allow(&["monitorIntervalSecs", "clientTag", "heartbeatTimeoutSecs"])?;
+                section.allow(&[
+                    "monitorIntervalSecs",
+                    "clientTag",
+                    "heartbeatTimeoutSecs",
+                    "memoryBudgetMb",
+                ])?;
                 let defaults = Tuning::default();
+                let memory_budget = match section.optional_integer("memoryBudgetMb")? {
+                    None => defaults.memory_budget,
+                    Some(mb) if (1..=65536).contains(&mb) => (mb as usize) << 20,
+                    Some(mb) => {
+                        return Err(key_error(
+                            section.path("memoryBudgetMb"),
+                            format!("must be between 1 and 65536 MiB, got {mb}"),
+                        ));
+                    }
+                };
                 Tuning {
                     monitor_interval: section
                         .optional_seconds("monitorIntervalSecs")?
@@ -460,6 +500,7 @@ impl ReplicatorConfig {
                     heartbeat_timeout: section
                         .optional_seconds("heartbeatTimeoutSecs")?
                         .unwrap_or(defaults.heartbeat_timeout),
+                    memory_budget,
                 }
             }
         };
@@ -1285,6 +1326,26 @@ mod tests {
         );
         assert_eq!(config.tuning.monitor_interval, Duration::from_secs(1));
         assert_eq!(config.tuning.client_tag.as_deref(), Some("w1"));
+        assert_eq!(config.tuning.memory_budget, DEFAULT_MEMORY_BUDGET);
+        let budgeted = text.replace(
+            "clientTag = \"w1\"",
+            "clientTag = \"w1\"\nmemoryBudgetMb = 32",
+        );
+        let budgeted = ReplicatorConfig::parse(&budgeted, Format::Toml, no_env).unwrap();
+        assert_eq!(budgeted.tuning.memory_budget, 32 << 20);
+        assert_eq!(
+            budgeted.tuning.read_budget(),
+            2 << 20,
+            "a sixteenth, on the wire"
+        );
+        let unbounded = text.replace(
+            "clientTag = \"w1\"",
+            "clientTag = \"w1\"\nmemoryBudgetMb = 0",
+        );
+        assert_eq!(
+            error(&unbounded, Format::Toml),
+            "config key `replicator.memoryBudgetMb`: must be between 1 and 65536 MiB, got 0"
+        );
 
         assert_eq!(config.processors[0].call_timeout, DEFAULT_CALL_TIMEOUT);
         let limited = text.replace(

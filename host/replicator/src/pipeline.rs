@@ -277,6 +277,7 @@ pub async fn replicate(
     let worker_config = WorkerConfig {
         client_tag,
         heartbeat_timeout: config.tuning.heartbeat_timeout,
+        read_budget: config.tuning.read_budget(),
         ..WorkerConfig::default()
     };
     let me = Mutex::new(String::new());

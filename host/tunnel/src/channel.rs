@@ -26,6 +26,7 @@ use ots_protocol::error::ErrorCode;
 use ots_protocol::pb::tunnel::FINISH_TAG;
 use tokio::sync::{mpsc, watch};
 
+use crate::budget::{FIRST_GUESS, Reservation};
 use crate::worker::{Shared, WorkerError};
 use crate::{Flow, RecordBatch, RecordSink};
 
@@ -82,8 +83,9 @@ async fn pipeline<S: RecordSink>(
     if token == FINISH_TAG {
         return ChannelEnd::Finished;
     }
-    // Capacity 1: one page waits while the sink takes the previous one (read-ahead).
-    let (pages, mut next) = mpsc::channel::<RecordPage>(1);
+    // Capacity 1: one page waits while the sink takes the previous one (read-ahead). Each
+    // page comes with its share of the worker's read budget, let go once it is checkpointed.
+    let (pages, mut next) = mpsc::channel::<(RecordPage, Reservation)>(1);
     let reader = tokio::spawn(read_pages(
         shared.clone(),
         channel.to_owned(),
@@ -96,7 +98,7 @@ async fn pipeline<S: RecordSink>(
             page = next.recv() => page,
             _ = stop.wait_for(|s| *s) => None,
         };
-        let Some(page) = page else {
+        let Some((page, _held)) = page else {
             break ChannelEnd::Stopped;
         };
         let batch = RecordBatch {
@@ -220,17 +222,24 @@ async fn checkpoint(
 /// soon (low lag) and a quiet one rarely.
 const FIRST_IDLE_PAUSE: Duration = Duration::from_millis(10);
 
-/// Reads pages from `token` on, one ahead of the sink, until the channel ends or is lost.
+/// Reads pages from `token` on, one ahead of the sink, until the channel ends or is lost; each
+/// read first reserves, in the worker's read budget, the size of the largest page this
+/// channel has read (`crate::budget` says why).
 async fn read_pages(
     shared: Arc<Shared>,
     channel: String,
     mut token: String,
-    pages: mpsc::Sender<RecordPage>,
+    pages: mpsc::Sender<(RecordPage, Reservation)>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut attempt = 0;
+    let mut largest = FIRST_GUESS;
     let mut idle = FIRST_IDLE_PAUSE.min(shared.config.idle_pause);
     while token != FINISH_TAG {
+        let mut held = tokio::select! {
+            held = shared.budget.reserve(largest) => held,
+            _ = stop.wait_for(|s| *s) => return,
+        };
         let page = match shared
             .client
             .read_records(&shared.tunnel_id, &shared.client_id, &channel, &token)
@@ -248,7 +257,10 @@ async fn read_pages(
             }
         };
         attempt = 0;
+        held.resize(page.bytes);
+        largest = largest.max(page.bytes);
         if page.records.is_empty() && page.next_token == token {
+            drop(held);
             if page.may_more_record {
                 continue;
             }
@@ -260,7 +272,7 @@ async fn read_pages(
         }
         idle = FIRST_IDLE_PAUSE.min(shared.config.idle_pause);
         token = page.next_token.clone();
-        if pages.send(page).await.is_err() {
+        if pages.send((page, held)).await.is_err() {
             return;
         }
     }

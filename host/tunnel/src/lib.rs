@@ -1,13 +1,15 @@
 //! The tunnel worker: connects to a tunnel, heartbeats to learn which channels it holds, and
 //! runs one pipeline per channel that reads records from the channel's checkpoint, hands
 //! each batch to a [`RecordSink`], and checkpoints only after the sink says the batch's
-//! effects are durable. The next batch is read while the current one is taken.
+//! effects are durable. The next batch is read while the current one is taken, within a byte
+//! budget all the worker's channels share.
 //!
 //! Several workers (in one process or many) on one tunnel share its channels: the server
 //! spreads them evenly and moves a dead worker's channels to the others after its heartbeat
 //! timeout; they resume from the checkpoints, so a batch may be delivered twice but never
 //! skipped.
 
+mod budget;
 mod channel;
 pub mod session;
 mod worker;

@@ -25,8 +25,13 @@ use ots_protocol::pb::tunnel::{Channel, ChannelStatus};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use crate::budget::ReadBudget;
 use crate::channel::{self, ChannelEnd};
 use crate::{RecordSink, SinkError};
+
+/// The default [`WorkerConfig::read_budget`]: 32 first guesses of a page (a channel reserves
+/// the largest page it has read before it reads again).
+pub const DEFAULT_READ_BUDGET: usize = 8 << 20;
 
 /// How a worker paces itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +51,9 @@ pub struct WorkerConfig {
     pub base_backoff: Duration,
     /// Longest delay between retries.
     pub max_backoff: Duration,
+    /// Bytes of records (their size on the wire) the worker's channels hold at once, read
+    /// ahead, waiting or being taken by the sink, summed over every channel.
+    pub read_budget: usize,
 }
 
 impl Default for WorkerConfig {
@@ -58,6 +66,7 @@ impl Default for WorkerConfig {
             idle_pause: Duration::from_millis(200),
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            read_budget: DEFAULT_READ_BUDGET,
         }
     }
 }
@@ -117,6 +126,8 @@ pub(crate) struct Shared {
     pub(crate) tunnel_id: String,
     pub(crate) client_id: String,
     pub(crate) config: WorkerConfig,
+    /// What the channels' pages may hold, shared by all of them.
+    pub(crate) budget: Arc<ReadBudget>,
     failure: Mutex<Option<WorkerError>>,
     failed: Notify,
 }
@@ -211,6 +222,7 @@ impl TunnelWorker {
             client,
             tunnel_id: tunnel_id.to_owned(),
             client_id,
+            budget: ReadBudget::new(config.read_budget),
             config,
             failure: Mutex::new(None),
             failed: Notify::new(),

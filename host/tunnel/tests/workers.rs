@@ -298,3 +298,83 @@ async fn tunnel_id(client: &Client) -> String {
         .tunnel
         .tunnel_id
 }
+
+/// A sink that counts how many batches are being taken at once, and the most ever.
+#[derive(Default)]
+struct Overlap {
+    table: MemoryTable,
+    taking: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl RecordSink for Overlap {
+    async fn take(&self, batch: &RecordBatch) -> Result<Flow, SinkError> {
+        let now = self.taking.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let flow = self.table.take(batch).await;
+        self.taking.fetch_sub(1, Ordering::SeqCst);
+        flow
+    }
+}
+
+/// Four partitions' channels, all with records, taken by a slow sink: with room for many
+/// pages they are taken side by side; with a read budget smaller than one page, one page at a
+/// time is held in the whole worker, so the channels take turns. Every change arrives either
+/// way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_read_budget_bounds_the_pages_all_channels_hold() {
+    let server = LocalServer::start().await;
+    let client = server.client();
+    source_table(&client, &[]).await;
+    let (_, right) = ots_testkit::split_partition(&client, "src", 0, 100).await;
+    let (_, right) = ots_testkit::split_partition(&client, "src", right, 200).await;
+    ots_testkit::split_partition(&client, "src", right, 300).await;
+    client
+        .create_tunnel("src", "t", TunnelType::Stream, None)
+        .await
+        .unwrap();
+    let tunnel = tunnel_id(&client).await;
+    let mut most = Vec::new();
+    for (round, read_budget) in [(1, usize::MAX), (2, 1)] {
+        let sink = Arc::new(Overlap::default());
+        let config = WorkerConfig {
+            read_budget,
+            ..fast()
+        };
+        let worker = TunnelWorker::start(client.clone(), &tunnel, config, sink.clone())
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            write(
+                &client,
+                &(0..400).map(|i| put(i, round)).collect::<Vec<_>>(),
+            )
+            .await;
+        }
+        let arrived = || {
+            let seen = sink.table.seen.lock().unwrap();
+            (0..400).filter(|&i| seen.contains(&(i, round))).count()
+        };
+        for _ in 0..400 {
+            if arrived() == 400 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        worker.stop().await;
+        assert_eq!(arrived(), 400, "budget {read_budget}: changes missing");
+        assert_eq!(
+            sink.table.channels.lock().unwrap().len(),
+            4,
+            "one per partition"
+        );
+        most.push(sink.most.load(Ordering::SeqCst));
+    }
+    assert!(most[0] > 1, "without a limit, channels overlap: {most:?}");
+    assert_eq!(
+        most[1], 1,
+        "within a one-byte budget, pages go one at a time"
+    );
+    server.shutdown().await;
+}

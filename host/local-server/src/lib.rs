@@ -141,14 +141,12 @@ async fn trim_streams(state: std::sync::Weak<ServerState>, stream_hour: std::tim
 
 /// Opens the store and starts serving on `config.listen`.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
-    let (closing, closed) = tokio::sync::oneshot::channel();
-    let state =
-        Arc::new(
-            ServerState::open(&config, closing).map_err(|source| StartError::Storage {
-                dir: config.data_dir.clone(),
-                source,
-            })?,
-        );
+    let mut state = ServerState::open(&config).map_err(|source| StartError::Storage {
+        dir: config.data_dir.clone(),
+        source,
+    })?;
+    let closed = state.closed();
+    let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {

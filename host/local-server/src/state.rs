@@ -32,20 +32,16 @@ pub struct ServerState {
     pub access_keys: HashMap<String, String>,
     /// Injected failures.
     pub faults: FaultConfig,
-    /// Dropped after every field above (fields drop in order), so its receiver learns when
-    /// the database is closed, not merely when the last handler let the state go: the count
-    /// of an `Arc` reaches zero before its value's drop (which joins the writer thread and
-    /// closes redb) has run.
-    _closed: tokio::sync::oneshot::Sender<()>,
+    /// Dropped after every field above (fields drop in order), so the receiver
+    /// [`ServerState::closed`] gave learns when the database is closed, not merely when the
+    /// last handler let the state go: the count of an `Arc` reaches zero before its value's
+    /// drop (which joins the writer thread and closes redb) has run.
+    closing: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl ServerState {
-    /// Opens the database in `config.data_dir` and the services on it; `closed` is dropped
-    /// once the state is dropped and the database closed.
-    pub fn open(
-        config: &ServerConfig,
-        closed: tokio::sync::oneshot::Sender<()>,
-    ) -> Result<Self, ApiError> {
+    /// Opens the database in `config.data_dir` and the services on it.
+    pub fn open(config: &ServerConfig) -> Result<Self, ApiError> {
         let db = store::open_database(&config.data_dir)?;
         Ok(Self {
             store: Store::new(db.clone(), config.stream_hour)?,
@@ -53,7 +49,15 @@ impl ServerState {
             instance_name: config.instance_name.clone(),
             access_keys: config.access_keys.iter().cloned().collect(),
             faults: config.faults.clone(),
-            _closed: closed,
+            closing: None,
         })
+    }
+
+    /// Resolves (with an error: its sender is dropped, never used) once this state is dropped
+    /// and its database closed.
+    pub fn closed(&mut self) -> tokio::sync::oneshot::Receiver<()> {
+        let (closing, closed) = tokio::sync::oneshot::channel();
+        self.closing = Some(closing);
+        closed
     }
 }

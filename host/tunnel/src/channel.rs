@@ -93,13 +93,14 @@ async fn pipeline<S: RecordSink>(
         pages,
         stop.clone(),
     ));
+    // `None`: the sink held the channel at the end time.
     let end = loop {
         let page = tokio::select! {
             page = next.recv() => page,
             _ = stop.wait_for(|s| *s) => None,
         };
         let Some((page, _held)) = page else {
-            break ChannelEnd::Stopped;
+            break Some(ChannelEnd::Stopped);
         };
         let batch = RecordBatch {
             channel_id: channel.to_owned(),
@@ -108,24 +109,29 @@ async fn pipeline<S: RecordSink>(
         };
         match take_with_retry(shared, sink, &batch, stop).await {
             Some(Flow::Continue) => {}
-            Some(Flow::Hold) => {
-                let _ = stop.wait_for(|s| *s).await;
-                break ChannelEnd::Stopped;
-            }
-            None => break ChannelEnd::Stopped,
+            Some(Flow::Hold) => break None,
+            None => break Some(ChannelEnd::Stopped),
         }
         sequence += 1;
         match checkpoint(shared, channel, &page.next_token, sequence, stop).await {
             Some(stored) => sequence = stored,
-            None => break ChannelEnd::Stopped,
+            None => break Some(ChannelEnd::Stopped),
         }
         if page.next_token == FINISH_TAG {
             tracing::info!(channel, "channel finished");
-            break ChannelEnd::Finished;
+            break Some(ChannelEnd::Finished);
         }
     };
     reader.abort();
-    end
+    if let Some(end) = end {
+        return end;
+    }
+    // Held: the channel reads no further, so its pages (the held one went with the loop, the
+    // waiting one goes with the queue, the reader's with the reader) give their share of the
+    // read budget back now: the channels short of the end time may need it to get there.
+    drop(next);
+    let _ = stop.wait_for(|s| *s).await;
+    ChannelEnd::Stopped
 }
 
 /// Hands a batch to the sink, backing off and retrying retriable failures; a non-retriable

@@ -299,6 +299,20 @@ async fn tunnel_id(client: &Client) -> String {
         .tunnel_id
 }
 
+/// A source table of four partitions (keys split at 100, 200 and 300) and a Stream tunnel
+/// `t` over it, one channel per partition; returns the tunnel's id.
+async fn four_partition_stream(client: &Client) -> String {
+    source_table(client, &[]).await;
+    let (_, right) = ots_testkit::split_partition(client, "src", 0, 100).await;
+    let (_, right) = ots_testkit::split_partition(client, "src", right, 200).await;
+    ots_testkit::split_partition(client, "src", right, 300).await;
+    client
+        .create_tunnel("src", "t", TunnelType::Stream, None)
+        .await
+        .unwrap();
+    tunnel_id(client).await
+}
+
 /// A sink that counts how many batches are being taken at once, and the most ever.
 #[derive(Default)]
 struct Overlap {
@@ -326,15 +340,7 @@ impl RecordSink for Overlap {
 async fn the_read_budget_bounds_the_pages_all_channels_hold() {
     let server = LocalServer::start().await;
     let client = server.client();
-    source_table(&client, &[]).await;
-    let (_, right) = ots_testkit::split_partition(&client, "src", 0, 100).await;
-    let (_, right) = ots_testkit::split_partition(&client, "src", right, 200).await;
-    ots_testkit::split_partition(&client, "src", right, 300).await;
-    client
-        .create_tunnel("src", "t", TunnelType::Stream, None)
-        .await
-        .unwrap();
-    let tunnel = tunnel_id(&client).await;
+    let tunnel = four_partition_stream(&client).await;
     let mut most = Vec::new();
     for (round, read_budget) in [(1, usize::MAX), (2, 1)] {
         let sink = Arc::new(Overlap::default());
@@ -376,5 +382,50 @@ async fn the_read_budget_bounds_the_pages_all_channels_hold() {
         most[1], 1,
         "within a one-byte budget, pages go one at a time"
     );
+    server.shutdown().await;
+}
+
+/// Holds every channel at its first batch, as an end time does.
+#[derive(Default)]
+struct HoldAll {
+    channels: Mutex<HashSet<String>>,
+}
+
+impl RecordSink for HoldAll {
+    async fn take(&self, batch: &RecordBatch) -> Result<Flow, SinkError> {
+        self.channels
+            .lock()
+            .unwrap()
+            .insert(batch.channel_id.clone());
+        Ok(Flow::Hold)
+    }
+}
+
+/// A channel held at the end time reads no further and gives its pages' share of the read
+/// budget back, so that, within a budget of one page, every other channel still gets to its
+/// end time instead of waiting forever for the first held one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn channels_held_at_the_end_time_give_their_read_budget_back() {
+    let server = LocalServer::start().await;
+    let client = server.client();
+    let tunnel = four_partition_stream(&client).await;
+    let sink = Arc::new(HoldAll::default());
+    let config = WorkerConfig {
+        read_budget: 1,
+        ..fast()
+    };
+    let worker = TunnelWorker::start(client.clone(), &tunnel, config, sink.clone())
+        .await
+        .unwrap();
+    write(&client, &(0..400).map(|i| put(i, 1)).collect::<Vec<_>>()).await;
+    let held = || sink.channels.lock().unwrap().len();
+    for _ in 0..200 {
+        if held() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(held(), 4, "channels that reached their first batch");
+    worker.stop().await;
     server.shutdown().await;
 }

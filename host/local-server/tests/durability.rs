@@ -32,6 +32,18 @@ fn key(i: i64) -> PrimaryKey {
     }])
 }
 
+/// The put of row `id` writing `v = value` at version `timestamp`.
+fn put(id: i64, value: i64, timestamp: i64) -> RowChange {
+    RowChange::Put {
+        primary_key: key(id),
+        cells: vec![Cell {
+            name: "v".into(),
+            value: Value::Integer(value),
+            timestamp: Some(timestamp),
+        }],
+    }
+}
+
 /// Creates the table `durable`, keyed by one integer `id`.
 async fn create_durable_table(client: &ots_client::Client) {
     client
@@ -68,16 +80,7 @@ async fn acknowledged_writes_survive_kill_9() {
     let now = chrono::Utc::now().timestamp_millis();
     let mut acknowledged = 0;
     for batch in 0..5 {
-        let changes: Vec<RowChange> = (0..200)
-            .map(|i| RowChange::Put {
-                primary_key: key(batch * 200 + i),
-                cells: vec![Cell {
-                    name: "v".into(),
-                    value: Value::Integer(i),
-                    timestamp: Some(now),
-                }],
-            })
-            .collect();
+        let changes: Vec<RowChange> = (0..200).map(|i| put(batch * 200 + i, i, now)).collect();
         let outcomes = client.batch_write_row("durable", &changes).await.unwrap();
         acknowledged += outcomes.iter().filter(|o| o.is_ok()).count();
     }
@@ -120,17 +123,7 @@ async fn write_until_refused(client: ots_client::Client, first: i64) -> Vec<i64>
     let mut acknowledged = Vec::new();
     for batch in 0.. {
         let keys: Vec<i64> = (0..50).map(|i| first + batch * 50 + i).collect();
-        let changes: Vec<RowChange> = keys
-            .iter()
-            .map(|&k| RowChange::Put {
-                primary_key: key(k),
-                cells: vec![Cell {
-                    name: "v".into(),
-                    value: Value::Integer(k),
-                    timestamp: Some(now),
-                }],
-            })
-            .collect();
+        let changes: Vec<RowChange> = keys.iter().map(|&k| put(k, k, now)).collect();
         let Ok(outcomes) = client.batch_write_row("durable", &changes).await else {
             break;
         };
@@ -172,29 +165,12 @@ async fn a_server_shut_down_under_writes_reopens_at_once_with_every_acknowledged
         }
     }
     let server = LocalServer::start_in(dir.path(), faults()).await.unwrap();
-    let stored: std::collections::HashSet<PrimaryKey> = server
-        .client()
-        .get_range(RangeQuery {
-            table: "durable".into(),
-            start: PrimaryKey(vec![PrimaryKeyColumn {
-                name: "id".into(),
-                value: PrimaryKeyValue::InfMin,
-            }]),
-            end: PrimaryKey(vec![PrimaryKeyColumn {
-                name: "id".into(),
-                value: PrimaryKeyValue::InfMax,
-            }]),
-            backward: false,
-            limit: None,
-            page_size: None,
-            options: ReadOptions::default(),
-        })
-        .collect_all()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|row| row.primary_key)
-        .collect();
+    let stored: std::collections::HashSet<PrimaryKey> =
+        ots_testkit::table_contents(&server.client(), "durable")
+            .await
+            .into_iter()
+            .map(|row| row.primary_key)
+            .collect();
     assert!(
         acknowledged.len() > 1000,
         "few writes: {}",

@@ -482,16 +482,6 @@ impl ReplicatorConfig {
                     "memoryBudgetMb",
                 ])?;
                 let defaults = Tuning::default();
-                let memory_budget = match section.optional_integer("memoryBudgetMb")? {
-                    None => defaults.memory_budget,
-                    Some(mb) if (1..=65536).contains(&mb) => (mb as usize) << 20,
-                    Some(mb) => {
-                        return Err(key_error(
-                            section.path("memoryBudgetMb"),
-                            format!("must be between 1 and 65536 MiB, got {mb}"),
-                        ));
-                    }
-                };
                 Tuning {
                     monitor_interval: section
                         .optional_seconds("monitorIntervalSecs")?
@@ -500,7 +490,9 @@ impl ReplicatorConfig {
                     heartbeat_timeout: section
                         .optional_seconds("heartbeatTimeoutSecs")?
                         .unwrap_or(defaults.heartbeat_timeout),
-                    memory_budget,
+                    memory_budget: section
+                        .optional_mebibytes("memoryBudgetMb", 65536)?
+                        .unwrap_or(defaults.memory_budget),
                 }
             }
         };
@@ -719,16 +711,9 @@ fn processor_config(mut section: Section) -> Result<ProcessorConfig, ConfigError
         }
     };
     let memory_limit_key = section.spelling("memoryLimitMb")?;
-    let memory_limit = match section.optional_integer(memory_limit_key)? {
-        None => DEFAULT_MEMORY_LIMIT_MB << 20,
-        Some(mb) if (1..=4096).contains(&mb) => (mb as usize) << 20,
-        Some(mb) => {
-            return Err(key_error(
-                section.path(memory_limit_key),
-                format!("must be between 1 and 4096 MiB, got {mb}"),
-            ));
-        }
-    };
+    let memory_limit = section
+        .optional_mebibytes(memory_limit_key, 4096)?
+        .unwrap_or(DEFAULT_MEMORY_LIMIT_MB << 20);
     let dead_letter_key = section.spelling("deadLetter")?;
     let file = section.optional_string(dead_letter_key)?;
     let table = section.optional_string("deadLetterTable")?;
@@ -981,6 +966,18 @@ impl Section {
             Some(other) => Err(key_error(
                 self.path(key),
                 format!("must be an integer, got {}", describe(&other)),
+            )),
+        }
+    }
+
+    /// A size given in MiB, between 1 and `max`, in bytes.
+    fn optional_mebibytes(&mut self, key: &str, max: i64) -> Result<Option<usize>, ConfigError> {
+        match self.optional_integer(key)? {
+            None => Ok(None),
+            Some(mb) if (1..=max).contains(&mb) => Ok(Some((mb as usize) << 20)),
+            Some(mb) => Err(key_error(
+                self.path(key),
+                format!("must be between 1 and {max} MiB, got {mb}"),
             )),
         }
     }

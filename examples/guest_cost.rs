@@ -27,6 +27,12 @@ use ots_replicator::config::{ProcessorConfig, ProcessorSource};
 use ots_replicator::processor::load_chain;
 use serde_json::json;
 
+/// The allocator the replicator's binary (`otsrep`) runs with, so that the figures are the
+/// pipeline's: the host's side of a guest call and the passthrough both allocate per record, and
+/// under glibc's malloc the passthrough alone took 2.4 times as long (674 against 281 ns).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 200;
 const COLUMNS: usize = 10;
 

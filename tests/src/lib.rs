@@ -117,10 +117,16 @@ pub async fn write_until(
     let load = write_load(client, table, rows, Duration::from_millis(50));
     let until = (end - chrono::Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(until.saturating_sub(margin)).await;
+    let stopping = std::time::Instant::now();
     let written = load.stop().await.expect("the write load");
+    let now = chrono::Utc::now();
     assert!(
-        chrono::Utc::now() < end,
-        "the load's last batch committed before the end time"
+        now < end,
+        "the load's last batch committed before the end time: it committed {} ms after the end, \
+         {} ms after the load was asked to stop (a margin of {} ms was given)",
+        (now - end).num_milliseconds(),
+        stopping.elapsed().as_millis(),
+        margin.as_millis(),
     );
     pass_the_end(client, table, end).await;
     written

@@ -205,13 +205,16 @@ async fn failed_rows_and_requests_are_retried_until_the_copy_is_exact() {
     .await;
     let rows = 2000;
     let client = source_with_rows(&server, rows).await;
-    let end = chrono::Utc::now() + chrono::Duration::seconds(8);
+    // Every request may fail here, so the replication takes longer to start and the load's
+    // last batch may be resent for a few seconds (a row failing five times in a row waits
+    // 1.5-3 s before its last try): both get more room than in the tests without faults.
+    let end = chrono::Utc::now() + chrono::Duration::seconds(10);
     let mut config = server.config(SOURCE, "t1", "dst", ProcessorConfig::default());
     config.end_time = Some(end);
     let metrics = Arc::new(Metrics::default());
     let replication = tokio::spawn(replicate_until_end(config, metrics.clone()));
     full_copy_started(&[&metrics]).await;
-    write_until(&client, rows, end, Duration::from_secs(3)).await;
+    write_until(&client, rows, end, Duration::from_secs(4)).await;
     let summary = replication.await.unwrap();
     assert!(
         summary.metrics.rows_retried > 0,

@@ -207,7 +207,7 @@ async fn failed_rows_and_requests_are_retried_until_the_copy_is_exact() {
     let client = source_with_rows(&server, rows).await;
     // Every request may fail here, so the replication takes longer to start and the load's
     // last batch may be resent for a few seconds (a row failing five times in a row waits
-    // 1.5-3 s before its last try): both get more room than in the tests without faults.
+    // 1.5-3 s before its sixth try): both get more room than in the tests without faults.
     let end = chrono::Utc::now() + chrono::Duration::seconds(10);
     let mut config = server.config(SOURCE, "t1", "dst", ProcessorConfig::default());
     config.end_time = Some(end);

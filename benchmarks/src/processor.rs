@@ -17,7 +17,7 @@ impl Processor for NativePassthrough {
         "native passthrough"
     }
 
-    fn process(&self, records: &[TunnelRecord]) -> Result<Changes, ProcessorError> {
+    fn process<'a>(&self, records: &'a [TunnelRecord]) -> Result<Changes<'a>, ProcessorError> {
         Ok(Changes::of_records(records))
     }
 }
@@ -58,7 +58,7 @@ impl Processor for Timed {
         self.inner.name()
     }
 
-    fn process(&self, records: &[TunnelRecord]) -> Result<Changes, ProcessorError> {
+    fn process<'a>(&self, records: &'a [TunnelRecord]) -> Result<Changes<'a>, ProcessorError> {
         if let Some(observe) = &self.observer {
             observe(records);
         }

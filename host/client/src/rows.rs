@@ -1,5 +1,7 @@
 //! Row APIs: single-row reads and writes, paged range reads, batch reads and batch writes.
 
+use std::borrow::Borrow;
+
 use ots_protocol::error::ErrorCode;
 use ots_protocol::model::{PrimaryKey, PrimaryKeyValue, Row, RowChange, RowExistence, Value};
 use ots_protocol::pb::table::*;
@@ -303,7 +305,7 @@ impl Client {
     pub async fn batch_write_row(
         &self,
         table: &str,
-        changes: &[RowChange],
+        changes: &[impl Borrow<RowChange>],
     ) -> Result<Vec<Result<(), ClientError>>, ClientError> {
         check_batch_size("BatchWriteRow", changes.len(), MAX_BATCH_WRITE_ROWS)?;
         let request = BatchWriteRowRequest {
@@ -311,6 +313,7 @@ impl Client {
                 table_name: table.to_owned(),
                 rows: changes
                     .iter()
+                    .map(Borrow::borrow)
                     .map(|c| RowInBatchWriteRowRequest {
                         r#type: operation(c) as i32,
                         row_change: plainbuffer::encode_row_change(c),
@@ -346,7 +349,7 @@ impl Client {
     pub async fn write_rows_with_retry(
         &self,
         table: &str,
-        changes: &[RowChange],
+        changes: &[impl Borrow<RowChange>],
         idempotent: bool,
     ) -> Result<Vec<Result<(), ClientError>>, ClientError> {
         let mut outcomes = match self.batch_write_row(table, changes).await {
@@ -383,7 +386,7 @@ impl Client {
             );
             tokio::time::sleep(delay).await;
             attempt += 1;
-            let retry: Vec<RowChange> = pending.iter().map(|&i| changes[i].clone()).collect();
+            let retry: Vec<&RowChange> = pending.iter().map(|&i| changes[i].borrow()).collect();
             // Some rows are already written, so a failure of the whole resend is reported on
             // the rows it carried (and retried like a row failure) instead of discarding what
             // is known about the others.

@@ -327,7 +327,12 @@ async fn batch_size_limits_are_checked_before_sending() {
     let changes: Vec<_> = (0..201).map(put).collect();
     let err = client.batch_write_row("t", &changes).await.unwrap_err();
     assert!(err.to_string().contains("1 to 200 rows, got 201"), "{err}");
-    assert!(client.batch_write_row("t", &[]).await.is_err());
+    assert!(
+        client
+            .batch_write_row("t", &[] as &[RowChange])
+            .await
+            .is_err()
+    );
     assert!(state.lock().unwrap().requests.is_empty());
 }
 

@@ -77,11 +77,7 @@ fn decode(record: &ots_protocol::pb::tunnel::Record) -> RowChange {
         ActionType::UpdateRow => RowChangeKind::Update,
         ActionType::DeleteRow => RowChangeKind::Delete,
     };
-    plainbuffer::decode(&record.record)
-        .unwrap()
-        .remove(0)
-        .into_row_change(kind)
-        .unwrap()
+    plainbuffer::decode_row_change(&record.record, kind).unwrap()
 }
 
 #[test]

@@ -235,20 +235,10 @@ pub fn encode(rows: &[PlainRow]) -> Vec<u8> {
 
 /// Decodes a buffer into rows. An empty buffer holds no rows.
 pub fn decode(buf: &[u8]) -> Result<Vec<PlainRow>, PlainBufferError> {
-    if buf.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut r = Reader { buf, pos: 0 };
-    let header = r.u32()?;
-    if header != HEADER {
-        return Err(PlainBufferError::BadHeader { found: header });
-    }
+    let mut r = Reader::start(buf)?;
     let mut rows = Vec::new();
-    // The Node SDK sizes its buffer by an estimate and sends all of it, so zero bytes may follow
-    // the last row (aliyun-tablestore-nodejs-sdk `lib/protocol/plian_buffer_builder.js`: the
-    // stream is `new Buffer(capacity).fill(0)`). A row starts with a tag, never with 0x00.
-    while r.pos < buf.len() && buf[r.pos..].iter().any(|&b| b != 0) {
-        rows.push(r.row()?);
+    while r.more_rows() {
+        rows.push(PlainRow::from(r.row(Ok)?));
     }
     Ok(rows)
 }
@@ -324,7 +314,50 @@ pub fn decode_row_change(buf: &[u8], kind: RowChangeKind) -> Result<RowChange, P
         RowChangeKind::Update => "update row",
         RowChangeKind::Delete => "delete row",
     };
-    decode_single(buf, expected)?.into_row_change(kind)
+    Ok(decode_change(buf, kind, expected)?.0)
+}
+
+/// Decodes a buffer that must hold exactly one row, as a change of `kind`, with the row's
+/// sequence info; `expected` names the buffer in errors. Each cell is read straight into the
+/// change's type, with no intermediate row.
+pub(crate) fn decode_change(
+    buf: &[u8],
+    kind: RowChangeKind,
+    expected: &'static str,
+) -> Result<(RowChange, Option<SequenceInfo>), PlainBufferError> {
+    Ok(match kind {
+        RowChangeKind::Put => {
+            let row = decode_one(buf, expected, put_cell)?;
+            if row.delete_marker {
+                return Err(shape("row", "row carries a delete marker"));
+            }
+            let change = RowChange::Put {
+                primary_key: row.primary_key,
+                cells: row.cells,
+            };
+            (change, row.sequence_info)
+        }
+        RowChangeKind::Update => {
+            let row = decode_one(buf, expected, cell_update)?;
+            if row.delete_marker {
+                return Err(shape("update row", "row carries a delete marker"));
+            }
+            let change = RowChange::Update {
+                primary_key: row.primary_key,
+                updates: row.cells,
+            };
+            (change, row.sequence_info)
+        }
+        RowChangeKind::Delete => {
+            let row = decode_one(buf, expected, |_| -> Result<(), _> {
+                Err(shape("delete row", "row has attribute cells"))
+            })?;
+            let change = RowChange::Delete {
+                primary_key: row.primary_key,
+            };
+            (change, row.sequence_info)
+        }
+    })
 }
 
 /// Encodes one row given as its key and cells: [`encode_rows`] of one row, without the row.
@@ -350,7 +383,19 @@ pub fn encode_rows(rows: &[Row]) -> Vec<u8> {
 
 /// Decodes rows as the service returns them (cells must be plain puts).
 pub fn decode_rows(buf: &[u8]) -> Result<Vec<Row>, PlainBufferError> {
-    decode(buf)?.into_iter().map(PlainRow::into_row).collect()
+    let mut r = Reader::start(buf)?;
+    let mut rows = Vec::new();
+    while r.more_rows() {
+        let row = r.row(put_cell)?;
+        if row.delete_marker {
+            return Err(shape("row", "row carries a delete marker"));
+        }
+        rows.push(Row {
+            primary_key: row.primary_key,
+            cells: row.cells,
+        });
+    }
+    Ok(rows)
 }
 
 /// Encodes a value as filters and conditions carry it: the type byte and the payload, without
@@ -424,14 +469,30 @@ pub(crate) fn decode_single(
     buf: &[u8],
     expected: &'static str,
 ) -> Result<PlainRow, PlainBufferError> {
-    let mut rows = decode(buf)?;
-    if rows.len() != 1 {
-        return Err(shape(
-            expected,
-            format!("expected one row, found {}", rows.len()),
-        ));
+    decode_one(buf, expected, Ok).map(PlainRow::from)
+}
+
+/// Reads the one row of `buf`, each cell made a `C` by `cell` as it is read.
+fn decode_one<C>(
+    buf: &[u8],
+    expected: &'static str,
+    cell: impl FnMut(PlainCell) -> Result<C, PlainBufferError>,
+) -> Result<RowParts<C>, PlainBufferError> {
+    let found = |rows: usize| shape(expected, format!("expected one row, found {rows}"));
+    let mut r = Reader::start(buf)?;
+    if !r.more_rows() {
+        return Err(found(0));
     }
-    Ok(rows.remove(0))
+    let row = r.row(cell)?;
+    if r.more_rows() {
+        let mut rows = 1;
+        while r.more_rows() {
+            r.row(Ok)?;
+            rows += 1;
+        }
+        return Err(found(rows));
+    }
+    Ok(row)
 }
 
 fn shape(expected: &'static str, reason: impl Into<String>) -> PlainBufferError {
@@ -485,67 +546,30 @@ impl<'a> CellRef<'a> {
     }
 }
 
-impl PlainRow {
-    /// Reads this row as a plain row (all cells must be puts with values).
-    pub fn into_row(self) -> Result<Row, PlainBufferError> {
-        if self.delete_marker {
-            return Err(shape("row", "row carries a delete marker"));
+impl From<RowParts<PlainCell>> for PlainRow {
+    fn from(row: RowParts<PlainCell>) -> Self {
+        PlainRow {
+            primary_key: row.primary_key,
+            cells: row.cells,
+            delete_marker: row.delete_marker,
+            sequence_info: row.sequence_info,
         }
-        let cells = self
-            .cells
-            .into_iter()
-            .map(|c| match (c.op, c.value) {
-                (None, Some(value)) => Ok(Cell {
-                    name: c.name,
-                    value,
-                    timestamp: c.timestamp,
-                }),
-                (Some(op), _) => Err(shape(
-                    "row",
-                    format!("cell {:?} carries operation {op:?}", c.name),
-                )),
-                (None, None) => Err(shape("row", format!("cell {:?} has no value", c.name))),
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Row {
-            primary_key: self.primary_key,
-            cells,
-        })
     }
+}
 
-    /// Reads this row as a row change of the given kind.
-    pub fn into_row_change(self, kind: RowChangeKind) -> Result<RowChange, PlainBufferError> {
-        match kind {
-            RowChangeKind::Put => {
-                let row = self.into_row()?;
-                Ok(RowChange::Put {
-                    primary_key: row.primary_key,
-                    cells: row.cells,
-                })
-            }
-            RowChangeKind::Delete => {
-                if !self.cells.is_empty() {
-                    return Err(shape("delete row", "row has attribute cells"));
-                }
-                Ok(RowChange::Delete {
-                    primary_key: self.primary_key,
-                })
-            }
-            RowChangeKind::Update => {
-                if self.delete_marker {
-                    return Err(shape("update row", "row carries a delete marker"));
-                }
-                let updates = self
-                    .cells
-                    .into_iter()
-                    .map(cell_update)
-                    .collect::<Result<_, _>>()?;
-                Ok(RowChange::Update {
-                    primary_key: self.primary_key,
-                    updates,
-                })
-            }
-        }
+/// A cell of a row as reads return it and PutRow sends it: a put with a value.
+fn put_cell(cell: PlainCell) -> Result<Cell, PlainBufferError> {
+    match (cell.op, cell.value) {
+        (None, Some(value)) => Ok(Cell {
+            name: cell.name,
+            value,
+            timestamp: cell.timestamp,
+        }),
+        (Some(op), _) => Err(shape(
+            "row",
+            format!("cell {:?} carries operation {op:?}", cell.name),
+        )),
+        (None, None) => Err(shape("row", format!("cell {:?} has no value", cell.name))),
     }
 }
 
@@ -726,7 +750,35 @@ struct Reader<'a> {
     pos: usize,
 }
 
+/// A row as the reader reads it, its cells already in the caller's type.
+struct RowParts<C> {
+    primary_key: PrimaryKey,
+    cells: Vec<C>,
+    delete_marker: bool,
+    sequence_info: Option<SequenceInfo>,
+}
+
 impl<'a> Reader<'a> {
+    /// A reader past the header of `buf`; an empty buffer holds no rows.
+    fn start(buf: &'a [u8]) -> Result<Self, PlainBufferError> {
+        let mut r = Reader { buf, pos: 0 };
+        if !buf.is_empty() {
+            let header = r.u32()?;
+            if header != HEADER {
+                return Err(PlainBufferError::BadHeader { found: header });
+            }
+        }
+        Ok(r)
+    }
+
+    /// Whether another row follows. The Node SDK sizes its buffer by an estimate and sends all
+    /// of it, so zero bytes may follow the last row (aliyun-tablestore-nodejs-sdk
+    /// `lib/protocol/plian_buffer_builder.js`: the stream is `new Buffer(capacity).fill(0)`).
+    /// A row starts with a tag, never with 0x00.
+    fn more_rows(&self) -> bool {
+        self.pos < self.buf.len() && self.buf[self.pos..].iter().any(|&b| b != 0)
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], PlainBufferError> {
         let remaining = self.buf.len() - self.pos;
         if n > remaining {
@@ -794,9 +846,18 @@ impl<'a> Reader<'a> {
         String::from_utf8(bytes.to_vec()).map_err(|_| PlainBufferError::InvalidUtf8 { offset })
     }
 
-    fn row(&mut self) -> Result<PlainRow, PlainBufferError> {
+    /// Reads a row, making each attribute cell a `C` with `cell` as it is read.
+    fn row<C>(
+        &mut self,
+        mut cell: impl FnMut(PlainCell) -> Result<C, PlainBufferError>,
+    ) -> Result<RowParts<C>, PlainBufferError> {
         self.expect_tag(TAG_ROW_PK, "row primary key tag")?;
-        let mut row = PlainRow::default();
+        let mut row = RowParts {
+            primary_key: PrimaryKey::default(),
+            cells: Vec::new(),
+            delete_marker: false,
+            sequence_info: None,
+        };
         let mut row_crc = 0u8;
         while self.peek() == Some(TAG_CELL) {
             let (column, crc) = self.pk_cell()?;
@@ -806,8 +867,8 @@ impl<'a> Reader<'a> {
         if self.peek() == Some(TAG_ROW_DATA) {
             self.pos += 1;
             while self.peek() == Some(TAG_CELL) {
-                let (cell, crc) = self.cell()?;
-                row.cells.push(cell);
+                let (plain, crc) = self.cell()?;
+                row.cells.push(cell(plain)?);
                 row_crc = crc_u8(row_crc, crc);
             }
         }
@@ -1131,9 +1192,14 @@ mod tests {
             with_seq.last(),
             "row checksum must not cover the extension"
         );
-        let decoded = decode(&with_seq).unwrap().remove(0);
-        assert_eq!(decoded.sequence_info, Some(sequence_info));
-        assert_eq!(decoded.into_row_change(kind).unwrap(), change);
+        assert_eq!(
+            decode(&with_seq).unwrap()[0].sequence_info,
+            Some(sequence_info)
+        );
+        assert_eq!(
+            decode_change(&with_seq, kind, "stream record").unwrap(),
+            (change, Some(sequence_info))
+        );
     }
 
     #[test]

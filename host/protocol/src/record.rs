@@ -64,10 +64,10 @@ impl TunnelRecord {
                 });
             }
         };
-        let row = plainbuffer::decode_single(&record.record, "tunnel record")?;
-        let sequence_info = row.sequence_info;
+        let (change, sequence_info) =
+            plainbuffer::decode_change(&record.record, kind, "tunnel record")?;
         Ok(Self {
-            change: row.into_row_change(kind)?,
+            change,
             sequence_info,
         })
     }

@@ -172,7 +172,7 @@ impl BatchApplier {
 /// dead-letter sinks, then its row changes written through `writer`. Returns how many records
 /// were set aside.
 pub(crate) async fn write_changes(
-    changes: Changes,
+    changes: Changes<'_>,
     dead_letters: &DeadLetters,
     writer: &RowWriter,
 ) -> Result<usize, ApplyError> {

@@ -7,6 +7,7 @@
 //! wave), waves one after another: a busy channel is not held to one request at a time, and
 //! every key's changes still land in order.
 
+use std::borrow::{Borrow, Cow};
 use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::Arc;
@@ -44,12 +45,12 @@ pub enum WriteError {
 /// Cuts `changes` into consecutive ranges of at most `max` changes, none of which holds two
 /// changes to the same primary key, so each range can go in one BatchWriteRow while the
 /// ranges, written in order, keep every key's changes in order.
-pub fn split_batches(changes: &[RowChange], max: usize) -> Vec<Range<usize>> {
+pub fn split_batches(changes: &[impl Borrow<RowChange>], max: usize) -> Vec<Range<usize>> {
     let max = max.max(1);
     let mut ranges = Vec::new();
     let mut start = 0;
     let mut keys: HashSet<&PrimaryKey> = HashSet::new();
-    for (i, change) in changes.iter().enumerate() {
+    for (i, change) in changes.iter().map(Borrow::borrow).enumerate() {
         if i - start == max || keys.contains(change.primary_key()) {
             ranges.push(start..i);
             start = i;
@@ -75,7 +76,7 @@ pub const MAX_IN_FLIGHT_BYTES: usize = 8 * 1024 * 1024;
 /// in order, keep every key's changes in order. A wave holds at most `max_requests` ranges and,
 /// past its first range, at most `max_bytes` of changes.
 pub fn waves(
-    changes: &[RowChange],
+    changes: &[impl Borrow<RowChange>],
     ranges: Vec<Range<usize>>,
     max_requests: usize,
     max_bytes: usize,
@@ -85,9 +86,9 @@ pub fn waves(
     let mut keys: HashSet<&PrimaryKey> = HashSet::new();
     let mut bytes = 0;
     for range in ranges {
-        let part = &changes[range.clone()];
-        let size: usize = part.iter().map(change_bytes).sum();
-        let conflicts = || part.iter().any(|c| keys.contains(c.primary_key()));
+        let part = || changes[range.clone()].iter().map(Borrow::borrow);
+        let size: usize = part().map(change_bytes).sum();
+        let conflicts = || part().any(|c| keys.contains(c.primary_key()));
         if !wave.is_empty()
             && (wave.len() >= max_requests.max(1) || bytes + size > max_bytes || conflicts())
         {
@@ -95,7 +96,7 @@ pub fn waves(
             keys.clear();
             bytes = 0;
         }
-        keys.extend(part.iter().map(RowChange::primary_key));
+        keys.extend(part().map(RowChange::primary_key));
         bytes += size;
         wave.push(range);
     }
@@ -191,7 +192,7 @@ impl RowWriter {
 
     /// Applies `changes` to the destination in order; returns once every one is durable, or
     /// at the first failure.
-    pub async fn write(&self, changes: &[RowChange]) -> Result<(), WriteError> {
+    pub async fn write(&self, changes: &[impl Borrow<RowChange> + Sync]) -> Result<(), WriteError> {
         self.write_to(&self.table, changes).await
     }
 
@@ -199,7 +200,7 @@ impl RowWriter {
     /// Tables are written one after another, each table's changes in their order.
     pub async fn write_routed(
         &self,
-        changes: Vec<RowChange>,
+        changes: Vec<Cow<'_, RowChange>>,
         tables: Vec<Option<Arc<str>>>,
     ) -> Result<(), WriteError> {
         if tables.iter().all(Option::is_none) {
@@ -207,7 +208,7 @@ impl RowWriter {
         }
         // Grouped by the table written, so a guest naming the destination itself still has
         // that table's changes written in their order.
-        let mut routed: Vec<(&str, Vec<RowChange>)> = Vec::new();
+        let mut routed: Vec<(&str, Vec<Cow<'_, RowChange>>)> = Vec::new();
         for (change, table) in changes.into_iter().zip(&tables) {
             let table = table.as_deref().unwrap_or(&self.table);
             match routed.iter_mut().find(|(t, _)| *t == table) {
@@ -221,7 +222,11 @@ impl RowWriter {
         Ok(())
     }
 
-    async fn write_to(&self, table: &str, changes: &[RowChange]) -> Result<(), WriteError> {
+    async fn write_to(
+        &self,
+        table: &str,
+        changes: &[impl Borrow<RowChange> + Sync],
+    ) -> Result<(), WriteError> {
         let ranges = split_batches(changes, self.batch_size);
         for wave in waves(
             changes,
@@ -240,7 +245,11 @@ impl RowWriter {
         Ok(())
     }
 
-    async fn write_batch(&self, table: &str, batch: &[RowChange]) -> Result<(), WriteError> {
+    async fn write_batch(
+        &self,
+        table: &str,
+        batch: &[impl Borrow<RowChange> + Sync],
+    ) -> Result<(), WriteError> {
         let started = Instant::now();
         let request_error = |error| WriteError::Request {
             table: table.to_owned(),
@@ -258,8 +267,8 @@ impl RowWriter {
             .collect();
         if !failed.is_empty() {
             self.metrics.rows_retried(failed.len());
-            let retry: Vec<RowChange> = failed.iter().map(|&i| batch[i].clone()).collect();
-            let idempotent = retry.iter().all(is_idempotent);
+            let retry: Vec<&RowChange> = failed.iter().map(|&i| batch[i].borrow()).collect();
+            let idempotent = retry.iter().all(|c| is_idempotent(c));
             tracing::debug!(
                 table,
                 rows = retry.len(),
@@ -315,7 +324,7 @@ mod tests {
             "a new batch starts at the 4th row (size), at the repeated 2 and at the repeated 7"
         );
         assert_eq!(split_batches(&changes, 200), vec![0..3, 3..8, 8..10]);
-        assert!(split_batches(&[], 10).is_empty());
+        assert!(split_batches(&[] as &[RowChange], 10).is_empty());
         for range in split_batches(&changes, 4) {
             let keys: HashSet<_> = changes[range.clone()]
                 .iter()

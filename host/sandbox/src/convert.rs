@@ -2,6 +2,7 @@
 //! interned, only what the guest reads), and the guest's output is lifted back into row changes
 //! after validation.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -271,16 +272,17 @@ impl Names {
             .ok_or_else(|| format!("unknown name id {id}"))
     }
 
-    /// `change` with the renames and removals applied.
+    /// `change` with the renames and removals applied: `change` itself, not a copy, when the
+    /// guest changed no name, so a kept record is written from the record without cloning it.
     ///
     /// An update that touched only removed columns still creates the row where the source's
     /// update did (an update creates a missing row), so it becomes deletions of those columns:
     /// it writes none of their data, and the destination stays the source without them.
     /// `None` in the one case that cannot be expressed: when every removed column's name is
     /// also another column's new name.
-    fn apply(&self, change: &RowChange) -> Option<RowChange> {
+    fn apply<'a>(&self, change: &'a RowChange) -> Option<Cow<'a, RowChange>> {
         if self.changed.is_empty() {
-            return Some(change.clone());
+            return Some(Cow::Borrowed(change));
         }
         let rename = |name: &str| -> Option<String> {
             match self.changed.get(name) {
@@ -288,7 +290,7 @@ impl Names {
                 None => Some(name.to_owned()),
             }
         };
-        Some(match change {
+        Some(Cow::Owned(match change {
             RowChange::Put { primary_key, cells } => RowChange::Put {
                 primary_key: primary_key.clone(),
                 cells: cells
@@ -316,7 +318,7 @@ impl Names {
                     })
                     .collect();
                 if updates.is_empty() {
-                    return self.touch(primary_key, change_updates);
+                    return self.touch(primary_key, change_updates).map(Cow::Owned);
                 }
                 RowChange::Update {
                     primary_key: primary_key.clone(),
@@ -324,7 +326,7 @@ impl Names {
                 }
             }
             RowChange::Delete { .. } => change.clone(),
-        })
+        }))
     }
 
     /// An update of `primary_key` deleting the removed columns `updates` touched, skipping
@@ -357,28 +359,28 @@ impl Names {
 
 /// A validated row change of the guest's output.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Lifted {
+pub struct Lifted<'a> {
     /// The index in the batch of the record it came from (a later stage of a chain needs the
     /// record's sequence).
     pub origin: usize,
     /// The table it was routed to, one of the processor's `tables`; `None` for the
     /// replication's destination.
     pub table: Option<Arc<str>>,
-    /// The change.
-    pub change: RowChange,
+    /// The change: borrowed when it is a kept record's own change, as it came.
+    pub change: Cow<'a, RowChange>,
 }
 
 /// Turns the guest's output for `records` into the row changes to write, validating it: every
 /// routed change must name one of `tables`.
-pub fn lift(
-    records: &[TunnelRecord],
+pub fn lift<'a>(
+    records: &'a [TunnelRecord],
     batch: &wit::Batch,
     output: wit::RoutedOutput,
     tables: &[Arc<str>],
-) -> Result<Vec<Lifted>, Blame> {
+) -> Result<Vec<Lifted<'a>>, Blame> {
     let names =
         Names::resolve(batch, output.added_names, output.name_changes).map_err(|m| (None, m))?;
-    let kept = |origin: usize, record: &TunnelRecord| {
+    let kept = |origin: usize, record: &'a TunnelRecord| {
         names.apply(&record.change).map(|change| Lifted {
             origin,
             table: None,
@@ -424,7 +426,7 @@ pub fn lift(
                                 changes.push(Lifted {
                                     origin: index,
                                     table,
-                                    change,
+                                    change: Cow::Owned(change),
                                 });
                             }
                         }

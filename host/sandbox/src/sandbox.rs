@@ -39,11 +39,12 @@ impl Default for Limits {
     }
 }
 
-/// The result of processing a batch.
+/// The result of processing a batch of records.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Processed {
-    /// The row changes to write, in record order.
-    pub changes: Vec<RowChange>,
+pub struct Processed<'a> {
+    /// The row changes to write, in record order. A record the guest kept as it came is
+    /// borrowed from the batch, so its cells are not copied to be written.
+    pub changes: Vec<Cow<'a, RowChange>>,
     /// For each change, the index in the batch of the record it came from.
     pub origins: Vec<usize>,
     /// For each change, the table the guest routed it to (one of the sandbox's
@@ -304,11 +305,11 @@ impl Sandbox {
 
     /// Runs the guest over `records` of `table` and returns the validated row changes. A failed
     /// batch leaves nothing behind: the caller must not write or checkpoint any of it.
-    pub fn process(
+    pub fn process<'a>(
         &self,
         table: &str,
-        records: &[TunnelRecord],
-    ) -> Result<Processed, SandboxError> {
+        records: &'a [TunnelRecord],
+    ) -> Result<Processed<'a>, SandboxError> {
         self.swap_if_changed();
         let loaded = self
             .current
@@ -357,13 +358,19 @@ impl Sandbox {
                         skipped,
                     };
                     for change in lifted {
-                        processed.origins.push(if processed.skipped.is_empty() {
+                        let origin = if processed.skipped.is_empty() {
                             change.origin
                         } else {
                             remaining[change.origin]
-                        });
+                        };
+                        processed.origins.push(origin);
                         processed.tables.push(change.table);
-                        processed.changes.push(change.change);
+                        processed.changes.push(match change.change {
+                            // A kept record's own change, borrowed from `batch_records`, which
+                            // may be a copy: borrow the caller's record instead.
+                            Cow::Borrowed(_) => Cow::Borrowed(&records[origin].change),
+                            Cow::Owned(change) => Cow::Owned(change),
+                        });
                     }
                     return Ok(processed);
                 }

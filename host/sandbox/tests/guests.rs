@@ -1,6 +1,7 @@
 //! The shipped guests and the sandbox's containment, run against the committed components in
 //! `guest-processors/components` (CI rebuilds those from source first and checks they match).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use ots_sandbox::{GuestSource, Limits, Sandbox, SandboxErrorKind};
 use serde_json::json;
 
 mod common;
-use common::{changes, key, seq};
+use common::{changes, key, owned, seq};
 
 fn components() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest-processors/components")
@@ -119,6 +120,10 @@ fn replicate_passes_every_record_type_op_and_timestamp_through_unchanged() {
             .process("src", &records)
             .unwrap();
         assert_eq!(out.changes, changes(&records), "options {options}");
+        assert!(
+            borrow(&out.changes, &records.iter().collect::<Vec<_>>()),
+            "kept records are not copied"
+        );
         assert!(out.skipped.is_empty());
     }
     let out = guest("replicate", json!({"skip_deletes": true}))
@@ -164,7 +169,7 @@ fn filter_keeps_matching_rows_and_removes_rows_that_stop_matching() {
     ];
     let out = sandbox.process("src", &records).unwrap();
     assert_eq!(
-        out.changes,
+        owned(out.changes),
         vec![
             records[0].change.clone(),
             RowChange::Delete {
@@ -224,7 +229,8 @@ fn filter_by_key_and_columns() {
         },
     ];
     assert_eq!(
-        out.changes, expected,
+        owned(out.changes),
+        expected,
         "id 1 is filtered out by key; blob, active and score removed"
     );
 }
@@ -268,12 +274,16 @@ fn rename_renames_columns_and_the_target_table() {
     assert_eq!(sandbox.target_table(), Some("dest2"));
     let records = mixed();
     let out = sandbox.process("src", &records).unwrap();
+    assert!(
+        out.changes.iter().all(|c| matches!(c, Cow::Owned(_))),
+        "renamed changes are new rows"
+    );
     let rename = |n: &str| match n {
         "name" => "title".to_owned(),
         "count" => "n".to_owned(),
         other => other.to_owned(),
     };
-    let expected: Vec<RowChange> = changes(&records)
+    let expected: Vec<RowChange> = owned(changes(&records))
         .into_iter()
         .map(|c| match c {
             RowChange::Put { primary_key, cells } => RowChange::Put {
@@ -302,7 +312,7 @@ fn rename_renames_columns_and_the_target_table() {
             delete => delete,
         })
         .collect();
-    assert_eq!(out.changes, expected);
+    assert_eq!(owned(out.changes), expected);
 
     let err = guest("rename", json!({"columns": {"id": "key"}}))
         .process("src", &records)
@@ -444,6 +454,14 @@ fn guest_failures_retry_skip_or_stop() {
     let mut expected = changes(&records);
     expected.remove(1);
     assert_eq!(out.changes, expected, "the other records are processed");
+    assert!(
+        borrow(
+            &out.changes,
+            &records[..1].iter().chain(&records[2..]).collect::<Vec<_>>()
+        ),
+        "after a skip the batch is passed again as a copy, but the kept changes are the \
+         caller's records"
+    );
 
     let out = misbehave("log-flood", Limits::default())
         .process("src", &records)
@@ -559,7 +577,7 @@ fn an_update_of_only_removed_columns_still_creates_the_row_without_their_data() 
     ])];
     let out = sandbox.process("src", &records).unwrap();
     assert_eq!(
-        out.changes,
+        owned(out.changes),
         vec![RowChange::Update {
             primary_key: key(9),
             updates: vec![
@@ -580,11 +598,15 @@ fn route_fans_each_record_out_to_its_copies_and_routes_by_key() {
         .route_to(["audit".to_owned(), "archive".to_owned()]);
     let records = mixed();
     let out = copies.process("src", &records).unwrap();
-    let expected: Vec<RowChange> = changes(&records)
+    let expected: Vec<RowChange> = owned(changes(&records))
         .into_iter()
         .flat_map(|c| [c.clone(), c.clone(), c])
         .collect();
-    assert_eq!(out.changes, expected, "each record, unchanged, three times");
+    assert_eq!(
+        owned(out.changes),
+        expected,
+        "each record, unchanged, three times"
+    );
     let table = |t: &str| Some(Arc::<str>::from(t));
     let tables: Vec<_> = (0..records.len())
         .flat_map(|_| [None, table("audit"), table("archive")])
@@ -653,7 +675,7 @@ fn a_guest_built_against_wit_0_2_0_keeps_loading_and_working() {
     assert!(
         old.changes
             .iter()
-            .any(|c| matches!(c, RowChange::Delete { .. })),
+            .any(|c| matches!(&**c, RowChange::Delete { .. })),
         "the batch exercises replacements: {old:?}"
     );
     assert_eq!(
@@ -661,4 +683,13 @@ fn a_guest_built_against_wit_0_2_0_keeps_loading_and_working() {
         "the 0.2.0 build and today's build of filter agree"
     );
     assert!(old.tables.iter().all(Option::is_none));
+}
+
+/// Whether `changes` are `records`' own changes themselves, not copies: how kept records come
+/// back, so that they are written without copying their cells.
+fn borrow(changes: &[Cow<'_, RowChange>], records: &[&TunnelRecord]) -> bool {
+    changes.len() == records.len()
+        && changes.iter().zip(records).all(
+            |(change, record)| matches!(change, Cow::Borrowed(c) if std::ptr::eq(*c, &record.change)),
+        )
 }

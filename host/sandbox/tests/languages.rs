@@ -12,7 +12,7 @@ use ots_sandbox::{GuestSource, Limits, Sandbox, SandboxErrorKind};
 use serde_json::json;
 
 mod common;
-use common::{changes, key, seq};
+use common::{changes, key, owned, seq};
 use sha2::{Digest, Sha256};
 
 fn components() -> PathBuf {
@@ -155,7 +155,7 @@ fn mask_hashes_the_named_columns_with_the_salt_and_keeps_the_rest() {
         },
         records[3].change.clone(),
     ];
-    assert_eq!(out.changes, expected);
+    assert_eq!(owned(out.changes), expected);
     assert_eq!(out.origins, vec![0, 1, 2, 3]);
 
     // A batch without the columns is kept whole.
@@ -179,7 +179,7 @@ fn mask_masks_strings_skips_other_types_and_removes_columns() {
     ];
     let out = sandbox.process("people", &records).unwrap();
     assert_eq!(
-        out.changes,
+        owned(out.changes),
         vec![RowChange::Put {
             primary_key: key(1),
             cells: vec![cell("email", string("***********.com"), 11)],
@@ -197,9 +197,10 @@ fn mask_masks_strings_skips_other_types_and_removes_columns() {
         json!({"columns": ["email", "phone"], "mode": "remove"}),
         Limits::default(),
     );
-    let out = sandbox.process("people", &[person(3, "c@d.e")]).unwrap();
+    let records = [person(3, "c@d.e")];
+    let out = sandbox.process("people", &records).unwrap();
     assert_eq!(
-        out.changes,
+        owned(out.changes),
         vec![RowChange::Put {
             primary_key: key(3),
             cells: vec![cell("name", string("Ada"), 10)],
@@ -300,12 +301,12 @@ fn compute_adds_computed_columns_at_the_records_latest_timestamp() {
         primary_key: key(1),
         cells,
     }];
-    expected.extend(changes(&records[1..]));
-    assert_eq!(out.changes, expected);
+    expected.extend(owned(changes(&records[1..])));
+    assert_eq!(owned(out.changes), expected);
 
     // A replayed record computes the same columns at the same versions.
     assert_eq!(
-        sandbox.process("orders", &records).unwrap().changes,
+        owned(sandbox.process("orders", &records).unwrap().changes),
         expected
     );
 }

@@ -7,6 +7,7 @@
 //! the whole batch (nothing of it is written), with the stage's guest named in the error;
 //! records any stage skips are returned for that stage's dead-letter sink.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use ots_protocol::record::TunnelRecord;
@@ -38,7 +39,7 @@ impl Processor for Chain {
         &self.name
     }
 
-    fn process(&self, records: &[TunnelRecord]) -> Result<Changes, ProcessorError> {
+    fn process<'a>(&self, records: &'a [TunnelRecord]) -> Result<Changes<'a>, ProcessorError> {
         let (first, rest) = self.stages.split_first().expect("never empty");
         let mut changes = first.process(records)?;
         for stage in rest {
@@ -50,7 +51,7 @@ impl Processor for Chain {
                 .into_iter()
                 .zip(&changes.origins)
                 .map(|(change, &origin)| TunnelRecord {
-                    change,
+                    change: change.into_owned(),
                     sequence_info: records[origin].sequence_info,
                 })
                 .collect();
@@ -66,7 +67,12 @@ impl Processor for Chain {
                 .collect();
             changes = Changes {
                 origins: next.origins.iter().map(|&i| changes.origins[i]).collect(),
-                rows: next.rows,
+                // A later stage's kept changes borrow `inputs`, which end with this stage.
+                rows: next
+                    .rows
+                    .into_iter()
+                    .map(|row| Cow::Owned(row.into_owned()))
+                    .collect(),
                 tables,
                 skipped: changes.skipped,
             };
@@ -185,12 +191,12 @@ mod tests {
         fn name(&self) -> &str {
             "even-twice"
         }
-        fn process(&self, records: &[TunnelRecord]) -> Result<Changes, ProcessorError> {
+        fn process<'a>(&self, records: &'a [TunnelRecord]) -> Result<Changes<'a>, ProcessorError> {
             let mut out = Changes::default();
             for (i, r) in records.iter().enumerate() {
                 if key(&r.change) % 2 == 0 {
-                    out.rows.push(r.change.clone());
-                    out.rows.push(put(key(&r.change) + 1000));
+                    out.rows.push(Cow::Borrowed(&r.change));
+                    out.rows.push(Cow::Owned(put(key(&r.change) + 1000)));
                     out.origins.extend([i, i]);
                     out.tables.extend([None, Some(Arc::from("copies"))]);
                 }
@@ -206,14 +212,14 @@ mod tests {
         fn name(&self) -> &str {
             "rename-a"
         }
-        fn process(&self, records: &[TunnelRecord]) -> Result<Changes, ProcessorError> {
+        fn process<'a>(&self, records: &'a [TunnelRecord]) -> Result<Changes<'a>, ProcessorError> {
             self.seen
                 .lock()
                 .unwrap()
                 .extend(records.iter().map(|r| r.sequence_info));
             let mut out = Changes::of_records(records);
             for row in &mut out.rows {
-                let RowChange::Put { cells, .. } = row else {
+                let RowChange::Put { cells, .. } = row.to_mut() else {
                     unreachable!()
                 };
                 for c in cells {
@@ -246,7 +252,7 @@ mod tests {
             })
             .collect();
         let out = chain.process(&records).unwrap();
-        let keys: Vec<i64> = out.rows.iter().map(key).collect();
+        let keys: Vec<i64> = out.rows.iter().map(|r| key(r)).collect();
         assert_eq!(keys, [0, 1000, 2, 1002]);
         assert_eq!(out.origins, [0, 0, 2, 2], "origins index the chain's input");
         let copies = Some(Arc::from("copies"));
@@ -258,7 +264,7 @@ mod tests {
         assert!(
             out.rows
                 .iter()
-                .all(|r| matches!(r, RowChange::Put { cells, .. } if cells[0].name == "b"))
+                .all(|r| matches!(&**r, RowChange::Put { cells, .. } if cells[0].name == "b"))
         );
         assert_eq!(
             *rename.seen.lock().unwrap(),

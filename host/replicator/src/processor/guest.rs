@@ -28,7 +28,7 @@ impl Processor for GuestProcessor {
         self.sandbox.name()
     }
 
-    fn process(&self, records: &[TunnelRecord]) -> Result<Changes, ProcessorError> {
+    fn process<'a>(&self, records: &'a [TunnelRecord]) -> Result<Changes<'a>, ProcessorError> {
         let started = Instant::now();
         let result = self.sandbox.process(&self.source_table, records);
         self.stats.called(records.len(), started.elapsed());

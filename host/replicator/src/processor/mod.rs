@@ -13,6 +13,7 @@ mod dead_letter;
 mod guest;
 mod stats;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use ots_protocol::model::RowChange;
@@ -26,9 +27,10 @@ pub use stats::{StageReport, StageSnapshot, StageStats, render_stages};
 
 /// What a processor made of a batch of records.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Changes {
-    /// The row changes to write, in record order.
-    pub rows: Vec<RowChange>,
+pub struct Changes<'a> {
+    /// The row changes to write, in record order. A record kept as it came is borrowed from
+    /// the batch: the writer encodes it from the record, without copying its cells.
+    pub rows: Vec<Cow<'a, RowChange>>,
     /// For each row change, the index of the record it came from: the next processor of a
     /// chain sees a change as a record with that record's sequence.
     pub origins: Vec<usize>,
@@ -38,11 +40,11 @@ pub struct Changes {
     pub skipped: Vec<Skipped>,
 }
 
-impl Changes {
+impl<'a> Changes<'a> {
     /// Every record becomes the change it carries.
-    pub fn of_records(records: &[TunnelRecord]) -> Self {
+    pub fn of_records(records: &'a [TunnelRecord]) -> Self {
         Self {
-            rows: records.iter().map(|r| r.change.clone()).collect(),
+            rows: records.iter().map(|r| Cow::Borrowed(&r.change)).collect(),
             origins: (0..records.len()).collect(),
             tables: vec![None; records.len()],
             skipped: Vec::new(),
@@ -57,7 +59,7 @@ pub trait Processor: Send + Sync {
 
     /// The row changes for `records`, in the records' order. A record may become no change
     /// (dropped), one, or several.
-    fn process(&self, records: &[TunnelRecord]) -> Result<Changes, ProcessorError>;
+    fn process<'a>(&self, records: &'a [TunnelRecord]) -> Result<Changes<'a>, ProcessorError>;
 
     /// The table this processor writes to instead of the configured destination, if it chose
     /// one.

@@ -1,5 +1,7 @@
 //! Records the sandbox test binaries build their batches from.
 
+use std::borrow::Cow;
+
 use ots_protocol::model::{PrimaryKey, PrimaryKeyColumn, PrimaryKeyValue, RowChange};
 use ots_protocol::plainbuffer::SequenceInfo;
 use ots_protocol::record::TunnelRecord;
@@ -28,6 +30,11 @@ pub fn seq(n: i32) -> Option<SequenceInfo> {
 }
 
 /// The records' own changes: what a guest that keeps them all gives.
-pub fn changes(records: &[TunnelRecord]) -> Vec<RowChange> {
-    records.iter().map(|r| r.change.clone()).collect()
+pub fn changes(records: &[TunnelRecord]) -> Vec<Cow<'_, RowChange>> {
+    records.iter().map(|r| Cow::Borrowed(&r.change)).collect()
+}
+
+/// Row changes a batch gave, owned, to compare with changes built by a test.
+pub fn owned(changes: Vec<Cow<'_, RowChange>>) -> Vec<RowChange> {
+    changes.into_iter().map(Cow::into_owned).collect()
 }

@@ -328,14 +328,9 @@ pub(crate) fn decode_change(
     Ok(match kind {
         RowChangeKind::Put => {
             let row = decode_one(buf, expected, put_cell)?;
-            if row.delete_marker {
-                return Err(shape("row", "row carries a delete marker"));
-            }
-            let change = RowChange::Put {
-                primary_key: row.primary_key,
-                cells: row.cells,
-            };
-            (change, row.sequence_info)
+            let sequence_info = row.sequence_info;
+            let Row { primary_key, cells } = row.into_row()?;
+            (RowChange::Put { primary_key, cells }, sequence_info)
         }
         RowChangeKind::Update => {
             let row = decode_one(buf, expected, cell_update)?;
@@ -386,14 +381,7 @@ pub fn decode_rows(buf: &[u8]) -> Result<Vec<Row>, PlainBufferError> {
     let mut r = Reader::start(buf)?;
     let mut rows = Vec::new();
     while r.more_rows() {
-        let row = r.row(put_cell)?;
-        if row.delete_marker {
-            return Err(shape("row", "row carries a delete marker"));
-        }
-        rows.push(Row {
-            primary_key: row.primary_key,
-            cells: row.cells,
-        });
+        rows.push(r.row(put_cell)?.into_row()?);
     }
     Ok(rows)
 }
@@ -554,6 +542,19 @@ impl From<RowParts<PlainCell>> for PlainRow {
             delete_marker: row.delete_marker,
             sequence_info: row.sequence_info,
         }
+    }
+}
+
+impl RowParts<Cell> {
+    /// The row as reads return it and PutRow sends it: one without the delete marker.
+    fn into_row(self) -> Result<Row, PlainBufferError> {
+        if self.delete_marker {
+            return Err(shape("row", "row carries a delete marker"));
+        }
+        Ok(Row {
+            primary_key: self.primary_key,
+            cells: self.cells,
+        })
     }
 }
 
